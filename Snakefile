@@ -1,0 +1,32 @@
+# ensflow: one ensemble forecast cycle, from ECMWF open data to products.
+# Targets and config validation live here; each stage is one file in rules/.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from ensflow.config import validate
+from ensflow.errors import ConfigError
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    SETTINGS = validate(config)
+except ConfigError as exc:
+    raise SystemExit(f"ensflow: {exc}")
+
+config.update(SETTINGS.raw)
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/inputs.smk"
+include: "rules/forecast.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand(UPLOAD_RECEIPT, cycle=CYCLE, member=MEMBERS),

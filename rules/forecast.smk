@@ -1,0 +1,50 @@
+# AIFS-ENS inference per member, GRIB windows, upload with receipts.
+
+
+rule checkpoint_record:
+    input:
+        unpack(lambda wc: {"checkpoint": config["checkpoint"]} if config["synthetic"] else {}),
+    output:
+        record=CHECKPOINT_RECORD,
+    log:
+        "logs/{cycle}/checkpoint_record.log",
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/checkpoint_record.py"
+
+
+rule forecast:
+    input:
+        pkl=rules.fetch_input.output.pkl,
+    output:
+        gribs=temp(FORECAST_GRIBS),
+    log:
+        "logs/{cycle}/forecast/member_{member}.log",
+    benchmark:
+        "benchmarks/{cycle}/forecast/member_{member}.tsv"
+    priority: 20
+    resources:
+        gpu=1,
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/forecast.py"
+
+
+rule upload:
+    input:
+        gribs=rules.forecast.output.gribs,
+        input_receipt=INPUT_RECEIPT,
+        checkpoint_record=CHECKPOINT_RECORD,
+    output:
+        receipt=UPLOAD_RECEIPT,
+    log:
+        "logs/{cycle}/upload/member_{member}.log",
+    benchmark:
+        "benchmarks/{cycle}/upload/member_{member}.tsv"
+    priority: 30
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/upload.py"

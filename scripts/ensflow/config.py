@@ -1,0 +1,102 @@
+"""Configuration: validated against config/schema.yaml when the workflow starts.
+
+Errors name the key and what is wrong, before anything runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .cycle import normalise_cycle, parse_members
+from .errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+DEFAULTS: dict[str, Any] = {
+    "max_member": 50,
+    "results": "results",
+    "synthetic": False,
+    "demo": {"grid_step": 4.0, "perturbed_members": 4, "checkpoint_grid": "O48"},
+    "opendata": {
+        "endpoint_url": None,
+        "region": "eu-central-1",
+        "model": "ifs",
+        "resol": "0p25",
+        "stream": "enfo",
+    },
+    "forecast": {"num_chunks": 1, "seed_base": 0, "bits_per_value": 16},
+    "gcs": {
+        "project": None,
+        "credentials_file": None,
+        "chunk_mb": 32,
+        "parallel_uploads": 4,
+        "retries": 6,
+    },
+}
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        return f"config {key}: {error.message}"
+    if error.validator == "required":
+        return f"config {key}: {error.message}"
+    return f"config key '{key}': {error.message}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration, with the cycle normalised and members expanded."""
+
+    raw: dict[str, Any]
+    cycle: str
+    members: list[int] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+
+def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Settings:
+    """Check the config against the schema, fill defaults, normalise the cycle and members."""
+    merged = _merge(DEFAULTS, dict(config))
+    validator = jsonschema.Draft202012Validator(_load_schema(schema_path))
+    errors = sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("; ".join(_describe(e) for e in errors[:5]))
+    cycle = normalise_cycle(merged["cycle"])
+    members = parse_members(merged["members"], merged["max_member"])
+    fc = merged["forecast"]
+    if fc["lead_time"] % fc["hours_per_file"]:
+        raise ConfigError(
+            f"config key 'forecast.hours_per_file': {fc['hours_per_file']} does not divide "
+            f"forecast.lead_time {fc['lead_time']}"
+        )
+    merged["cycle"] = cycle
+    return Settings(raw=merged, cycle=cycle, members=members)
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Settings:
+    with open(path) as f:
+        config = yaml.safe_load(f) or {}
+    return validate(_merge(config, overrides or {}))

@@ -1,0 +1,69 @@
+"""Stage: per-member input states, open data → bucket → local scratch."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from . import checkpoint_info, input_state, receipts, safe_pickle, scratch, storage
+from .config import Settings
+from .cycle import cycle_datetime, member_id
+from .errors import InputStateError
+from .naming import input_object
+from .provenance import record
+
+log = logging.getLogger(__name__)
+
+
+def prepare_input(settings: Settings, member: int, receipt_path: str | Path) -> None:
+    """Build a member's input state from open data and put its pickle in the bucket."""
+    cfg = settings.raw
+    info = checkpoint_info.read(cfg["checkpoint"])
+    od = cfg["opendata"]
+    state = input_state.build(info, cycle_datetime(settings.cycle), member, od["root"],
+                              od["model"], od["resol"], od["stream"])
+    url = input_object(cfg["bucket"], settings.cycle, member)
+    workdir = Path(cfg["scratch"]) / settings.cycle / "prepare"
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = workdir / f".input_state_member_{member_id(member)}.{os.getpid()}.pkl"
+    try:
+        tmp.write_bytes(safe_pickle.dumps(state))
+        sent = storage.put_file(tmp, url)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("member %s: %s (%.1f MB, %s)", member_id(member), url, sent.info.size / 1e6,
+             "already there" if sent.skipped else f"{sent.seconds:.1f}s")
+    receipts.write(receipt_path, {
+        "cycle": settings.cycle, "member": member, "object": sent.info.url,
+        "size": sent.info.size, "crc32c": sent.info.crc32c,
+        "fields": [f.name for f in info.input_fields], "grid": info.grid,
+        "dates": [d.isoformat() for d in input_state.input_dates(
+            cycle_datetime(settings.cycle), info.timestep_hours)],
+        "provenance": record(cfg, opendata_root=od["root"]),
+    })
+
+
+def fetch_input(settings: Settings, member: int, input_receipt: str | Path,
+                local_pkl: str | Path) -> None:
+    """Bring a member's pickle to scratch, within the window, and check it before inference."""
+    cfg = settings.raw
+    local_pkl = Path(local_pkl)
+    directory = local_pkl.parent
+    scratch.claim(directory, cfg["window"])
+    what = f"member {member_id(member)} ({local_pkl.name})"
+    try:
+        source = receipts.read(input_receipt)
+        got = storage.get_file(source["object"], local_pkl)
+        if source.get("crc32c") and got.crc32c != source["crc32c"]:
+            raise InputStateError(f"{what}: checksum {got.crc32c} does not match the bucket "
+                                  f"receipt {source['crc32c']} (changed since it was prepared?)")
+        info = checkpoint_info.read(cfg["checkpoint"])
+        input_state.load(str(local_pkl), info, what)
+        log.info("%s: %.1f MB on scratch, checked against %d checkpoint fields", what,
+                 got.size / 1e6, len(info.input_fields))
+    except BaseException:
+        local_pkl.unlink(missing_ok=True)
+        raise
+    finally:
+        scratch.release_claim(directory)

@@ -1,0 +1,27 @@
+"""Receipts: small local files that stand for remote effects (an object in a bucket).
+
+A receipt exists only once its objects are safely stored, so Snakemake's file targets
+make resumption work for remote outputs too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write(path: str | Path, record: dict[str, Any]) -> None:
+    """Write JSON under a temporary name, then rename: a receipt is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **record}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

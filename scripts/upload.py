@@ -1,0 +1,19 @@
+"""Rule upload: GRIB windows → bucket, then the receipt (temp() then frees scratch)."""
+
+from pathlib import Path
+
+from ensflow import logs, scratch
+from ensflow.entry import settings_from
+from ensflow.upload import upload_member
+
+member = int(snakemake.wildcards.member)
+directory = Path(snakemake.input.gribs[0]).parent
+with logs.step(f"upload member {member:03d}", snakemake.log[0]):
+    scratch.clear_failed(directory)
+    try:
+        upload_member(settings_from(snakemake.config), member, list(snakemake.input.gribs),
+                      snakemake.output.receipt, snakemake.input.input_receipt,
+                      snakemake.input.checkpoint_record)
+    except BaseException:
+        scratch.mark_failed(directory)  # keep the GRIBs for a retry, free the slot
+        raise
