@@ -17,7 +17,8 @@ MEMBER_DIR = f"{SCRATCH}/{{cycle}}/member_{{member}}"
 INPUT_RECEIPT = f"{RESULTS}/{{cycle}}/receipts/input_member_{{member}}.json"
 UPLOAD_RECEIPT = f"{RESULTS}/{{cycle}}/receipts/forecast_member_{{member}}.json"
 FORECAST_GRIBS = [
-    f"{MEMBER_DIR}/aifs_ens_forecast_{{cycle}}_member{{member}}_{w}.grib" for w in WINDOWS
+    f"{MEMBER_DIR}/aifs_ens_forecast_{{cycle}}_member{{member}}_{w}.grib"
+    for w in WINDOWS
 ]
 CHECKPOINT_RECORD = f"{RESULTS}/{{cycle}}/checkpoint.json"
 DEMO_MIRROR_RECORD = f"{RESULTS}/{{cycle}}/demo_mirror.json"

@@ -3,7 +3,11 @@
 
 rule checkpoint_record:
     input:
-        unpack(lambda wc: {"checkpoint": config["checkpoint"]} if config["synthetic"] else {}),
+        unpack(
+            lambda wc: (
+                {"checkpoint": config["checkpoint"]} if config["synthetic"] else {}
+            )
+        ),
     output:
         record=CHECKPOINT_RECORD,
     log:
@@ -24,10 +28,10 @@ rule forecast:
     benchmark:
         "benchmarks/{cycle}/forecast/member_{member}.tsv"
     priority: 20
-    resources:
-        gpu=1,
     conda:
         "../envs/ensflow.yaml"
+    resources:
+        gpu=1,
     script:
         "../scripts/forecast.py"
 

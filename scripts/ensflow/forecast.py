@@ -67,7 +67,7 @@ def run_member(settings: Settings, member: int, input_pkl: str | Path,
                 if current:
                     current.close()
                 window_index = target
-                current = open(outputs[target], "wb")
+                current = open(outputs[target], "wb")  # noqa: SIM115 (one file per window)
             assert current is not None
             for name, values in out["fields"].items():
                 spec = specs.get(name)

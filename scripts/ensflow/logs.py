@@ -26,7 +26,7 @@ def setup(log_file: str | Path | None = None, level: int = logging.INFO) -> None
 def step(name: str, log_file: str | Path | None = None) -> Iterator[logging.Logger]:
     """Log start, end and elapsed time; an EnsflowError ends the job with its one-line message."""
     setup(log_file)
-    log = logging.getLogger(f"ensflow.{name}")
+    log = logging.getLogger("ensflow.step")
     started = time.perf_counter()
     log.info("start %s", name)
     try:

@@ -6,6 +6,7 @@ before it runs.
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickle
 from pathlib import Path
@@ -19,6 +20,7 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
     ("builtins", "bytearray"), ("builtins", "int"), ("builtins", "float"),
     ("builtins", "bool"), ("builtins", "complex"), ("builtins", "slice"),
     ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # protocol-2 pickles carry bytes this way
     ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
     ("datetime", "timedelta"), ("datetime", "timezone"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -31,6 +33,10 @@ _NUMPY_DTYPES = ("numpy.dtypes",)
 
 class AllowListUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 era names (protocol < 3), mapped as pickle itself does
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in ALLOWED or (module in _NUMPY_DTYPES and name.endswith("DType")):
             return super().find_class(module, name)
         raise UnsafePickleError(f"refuses to import {module}.{name}")

@@ -7,6 +7,7 @@ progress live in one place. No other module imports google-cloud-storage or obst
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import random
@@ -112,7 +113,7 @@ def _transient(exc: BaseException) -> bool:
     } or "timed out" in str(exc).lower()
 
 
-def with_retries(fn: Callable[[], T], what: str, retries: int | None = None,
+def with_retries[T](fn: Callable[[], T], what: str, retries: int | None = None,
                  base_delay: float = 0.5) -> T:
     """Run fn, retrying transient failures with exponential backoff and jitter."""
     attempts = (retries if retries is not None else _options.retries) + 1
@@ -271,10 +272,8 @@ class GCSBackend:
     def delete(self, key: str) -> None:
         from google.api_core.exceptions import NotFound
 
-        try:
+        with contextlib.suppress(NotFound):
             with_retries(lambda: self.bucket.blob(key).delete(), f"delete gs://{self.name}/{key}")
-        except NotFound:
-            pass
 
 
 class S3Backend:
@@ -302,11 +301,20 @@ class S3Backend:
 
     def stat(self, key: str) -> tuple[int, str | None] | None:
         import obstore
+        from obstore.exceptions import PermissionDeniedError
 
+        what = f"stat s3://{self.name}/{key}"
         try:
-            meta = with_retries(lambda: obstore.head(self.store, key), f"stat s3://{self.name}/{key}")
+            meta = with_retries(lambda: obstore.head(self.store, key), what)
         except FileNotFoundError:
             return None
+        except PermissionDeniedError:
+            # Some servers refuse anonymous HEAD where GET is public: ask for one byte.
+            try:
+                meta = with_retries(lambda: obstore.get(self.store, key, options={"range": (0, 1)}).meta,
+                                    what)
+            except FileNotFoundError:
+                return None
         return int(meta["size"]), None
 
     def read_bytes(self, key: str) -> bytes:

@@ -1,0 +1,30 @@
+# The two commands of the README, and a few helpers around them.
+VENV ?= .venv
+STAMP := $(VENV)/.ensflow-installed
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean-demo
+
+$(STAMP): pyproject.toml envs/bootstrap.sh
+	bash envs/bootstrap.sh $(VENV) dev
+	touch $@
+
+## Run the embedded demo cycle end to end (resumes a partial run).
+demo: $(STAMP)
+	$(BIN)/ensflow run
+
+## Run the test suite.
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/snakemake --lint -n
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_grib_write.py
+	$(BIN)/python bench/bench_member_chain.py
+
+clean-demo:
+	rm -rf results logs benchmarks scratch bucket demo .snakemake

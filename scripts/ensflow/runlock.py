@@ -1,0 +1,66 @@
+"""Safe restarts: clear Snakemake's stale lock after a crash, never while a run is alive.
+
+After kill -9 Snakemake leaves its lock behind and refuses to start. Clearing it is only
+safe when no other run uses the directory: an flock held by every `ensflow run`, plus a
+scan for snakemake processes working in the same directory, tell.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+from .errors import EnsflowError
+
+
+def hold_run_lock(workdir: Path) -> IO[str]:
+    """Take this directory's run lock for the life of the process, or say who holds it."""
+    path = workdir / ".snakemake" / "ensflow-run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")  # noqa: SIM115 (held for the life of the run)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise EnsflowError(f"another ensflow run is active in {workdir} (pid {holder})") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def live_snakemake_pids(workdir: Path, ignore: set[int] | None = None) -> list[int]:
+    """Processes running snakemake with this working directory (Linux /proc)."""
+    ignore = ignore or set()
+    ignore |= {os.getpid(), os.getppid()}
+    found = []
+    target = workdir.resolve()
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        if pid in ignore:
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = (proc / "cwd").resolve()
+        except OSError:
+            continue
+        argv = [a.decode(errors="replace") for a in cmdline if a]
+        if cwd != target or not argv:
+            continue
+        if any(Path(a).name == "snakemake" or a.endswith("/snakemake") for a in argv[:3]) or (
+            "-m" in argv[:3] and "snakemake" in argv[:4]
+        ):
+            # Snakemake's own job subprocesses run in the same directory: their parent
+            # chain leads to the main process, which is what we report.
+            found.append(pid)
+    return sorted(found)
+
+
+def stale_lock_files(workdir: Path) -> list[Path]:
+    locks = workdir / ".snakemake" / "locks"
+    return sorted(locks.glob("*.lock")) if locks.is_dir() else []
