@@ -1,0 +1,310 @@
+"""The demo cycle through real Snakemake runs: GCS emulator bucket, kill -9 and resume,
+bad pickles, bad config, and the operational dry-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BIN, copy_workflow, ensflow, run_env, snakemake
+
+from ensflow import storage
+from ensflow.grib_encode import read_messages
+from ensflow.naming import forecast_filename, forecast_windows
+
+pytestmark = pytest.mark.slow
+CYCLE = "20251127_0000"
+MEMBERS = [1, 2, 3, 4]
+WINDOWS = forecast_windows(792, 72)
+
+
+def occupied_members(scratch_cycle: Path) -> int:
+    if not scratch_cycle.is_dir():
+        return 0
+    n = 0
+    for d in scratch_cycle.glob("member_*"):
+        try:
+            names = [p.name for p in d.iterdir()]
+        except FileNotFoundError:
+            continue
+        if names and ".failed" not in names:
+            n += 1
+    return n
+
+
+class ScratchSampler(threading.Thread):
+    """Samples how many members hold files on scratch while a run goes on."""
+
+    def __init__(self, scratch_cycle: Path) -> None:
+        super().__init__(daemon=True)
+        self.scratch_cycle = scratch_cycle
+        self.samples: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.samples.append(occupied_members(self.scratch_cycle))
+            time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def gcs_run(tmp_path_factory, gcs_emulator):
+    """One uninterrupted demo cycle into a bucket on the GCS emulator."""
+    work = copy_workflow(tmp_path_factory.mktemp("gcs_run"))
+    sampler = ScratchSampler(work / "scratch" / CYCLE)
+    sampler.start()
+    env = run_env(STORAGE_EMULATOR_HOST=gcs_emulator)
+    result = ensflow(work, "--config", "bucket=gs://ensflow-test/demo", env=env)
+    sampler.stop.set()
+    sampler.join()
+    assert result.returncode == 0, result.stderr[-4000:]
+    return work, sampler.samples, env
+
+
+def bucket_checksums(receipt_dir: Path) -> dict[str, str]:
+    out = {}
+    for r in sorted(receipt_dir.glob("forecast_member_*.json")):
+        for o in json.loads(r.read_text())["objects"]:
+            out[o["url"].rsplit("/", 1)[1]] = o["crc32c"]
+    return out
+
+
+def test_demo_cycle_writes_every_grib_to_the_gcs_bucket(gcs_run, tmp_path, monkeypatch):
+    work, _, env = gcs_run
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
+    storage.configure(storage.StorageOptions())
+    objects = {o.url.rsplit("/", 1)[1]: o for o in
+               storage.list_prefix(f"gs://ensflow-test/demo/{CYCLE}/forecasts/")}
+    expected = {forecast_filename(CYCLE, m, a, b) for m in MEMBERS for a, b in WINDOWS}
+    assert set(objects) == expected
+    inputs = storage.list_prefix(f"gs://ensflow-test/demo/{CYCLE}/input/")
+    assert [o.url.rsplit("/", 1)[1] for o in inputs] == [
+        f"input_state_member_{m:03d}.pkl" for m in MEMBERS]
+
+    for m in MEMBERS:
+        receipt = json.loads((work / f"results/{CYCLE}/receipts/forecast_member_{m:03d}.json").read_text())
+        assert receipt["provenance"]["demo_model"] is True
+        assert len(receipt["provenance"]["checkpoint_sha256"]) == 64
+        assert receipt["provenance"]["synthetic"] is True
+        for obj in receipt["objects"]:
+            assert storage.stat(obj["url"]).crc32c == obj["crc32c"]
+        for a, b in WINDOWS if m in (1, 4) else WINDOWS[:1] + WINDOWS[-1:]:
+            name = forecast_filename(CYCLE, m, a, b)
+            local = storage.get_file(f"gs://ensflow-test/demo/{CYCLE}/forecasts/{name}",
+                                     tmp_path / name)
+            msgs = read_messages(tmp_path / local.url.rsplit("/", 1)[1])
+            assert {x["number"] for x in msgs} == {m}
+            assert {x["gridType"] for x in msgs} == {"reduced_gg"}
+            assert {x["numberOfValues"] for x in msgs} == {10944}
+            assert {x["dataDate"] for x in msgs} == {20251127}
+            assert sorted({x["step"] for x in msgs}) == list(range(a + 6, b + 1, 6))
+            names = {(x["shortName"], x["level"]) for x in msgs}
+            assert {("2t", 2), ("msl", 0), ("z", 500), ("t", 850), ("tp", 0)} <= names
+            tp = [x for x in msgs if x["shortName"] == "tp"]
+            assert all(x["stepRange"] == f"0-{x['step']}" for x in tp)
+            assert all(np.isfinite(x["values"]).all() for x in msgs)
+            t2 = [x["values"] for x in msgs if x["shortName"] == "2t"]
+            assert 150 < float(np.mean(t2)) < 350
+
+
+def test_members_are_distinct_forecasts(gcs_run):
+    checks = bucket_checksums(gcs_run[0] / f"results/{CYCLE}/receipts")
+    last = [checks[forecast_filename(CYCLE, m, 720, 792)] for m in MEMBERS]
+    assert len(set(last)) == len(MEMBERS)
+
+
+def test_scratch_window_is_bounded_and_used(gcs_run):
+    work, samples, _ = gcs_run
+    assert len(samples) > 100
+    assert max(samples) <= 2, f"window is 2, saw {max(samples)} members on scratch"
+    assert max(samples) == 2, "the next member's download should overlap the current inference"
+    assert occupied_members(work / "scratch" / CYCLE) == 0
+    assert not [p for p in (work / "scratch").rglob("*") if p.is_file() and p.suffix in {".pkl", ".grib"}]
+
+
+def test_logs_and_benchmarks_for_every_member(gcs_run):
+    work = gcs_run[0]
+    for rule in ("prepare_input", "fetch_input", "forecast", "upload"):
+        for m in MEMBERS:
+            log = (work / f"logs/{CYCLE}/{rule}/member_{m:03d}.log").read_text()
+            assert re.search(rf"done {rule} member {m:03d} in [\d.]+s", log)
+    forecast_log = (work / f"logs/{CYCLE}/forecast/member_001.log").read_text()
+    assert "step 792 h (132/132)" in forecast_log and "ETA" in forecast_log
+    assert (work / f"benchmarks/{CYCLE}/forecast/member_001.tsv").exists()
+
+
+# ------------------------------------------------------------------ kill -9 and resume
+
+
+def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    cmd = [str(BIN / "ensflow"), "run"]
+    proc = subprocess.Popen(cmd, cwd=work, env=run_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    receipts = work / f"results/{CYCLE}/receipts"
+    try:
+        deadline = time.monotonic() + 300
+        while not (work / ".snakemake/locks").is_dir() or not list((work / ".snakemake/locks").iterdir()):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        second = ensflow(work)  # a second run while the first is alive is refused
+        assert second.returncode == 1
+        assert "another ensflow run is active" in second.stderr
+        # kill once one member is uploaded and another is mid-way on scratch
+        while not (any(not list((work / f"scratch/{CYCLE}/member_{p.stem[-3:]}").glob("*.grib"))
+                       for p in receipts.glob("forecast_member_*.json"))
+                   and occupied_members(work / "scratch" / CYCLE) > 0):
+            assert time.monotonic() < deadline and proc.poll() is None, "run ended before the kill"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # A member is finished once its receipt exists and temp() has removed its GRIBs: Snakemake
+    # has then recorded the job as complete. A receipt whose GRIBs are still on scratch was
+    # killed mid-bookkeeping; its upload may run again (and skips the objects already there).
+    done_before = {p.name: (p.stat().st_mtime_ns, p.read_text())
+                   for p in receipts.glob("forecast_member_*.json")
+                   if not list((work / f"scratch/{CYCLE}/member_{p.stem[-3:]}").glob("*.grib"))}
+    logs_before = {p: p.stat().st_mtime_ns for p in (work / f"logs/{CYCLE}/forecast").glob("*.log")
+                   if f"forecast_member_{p.stem[-3:]}.json" in done_before}
+    assert logs_before and 0 < len(done_before) < len(MEMBERS)
+
+    again = ensflow(work)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "clearing a stale Snakemake lock" in again.stderr
+    for name, (mtime, text) in done_before.items():
+        p = receipts / name
+        assert p.stat().st_mtime_ns == mtime and p.read_text() == text, f"{name} was redone"
+    for p, mtime in logs_before.items():
+        assert p.stat().st_mtime_ns == mtime, f"{p.name}: finished member recomputed"
+    # the bucket holds exactly what the uninterrupted run wrote, nothing half-written
+    assert bucket_checksums(receipts) == bucket_checksums(gcs_run[0] / f"results/{CYCLE}/receipts")
+    files = [p for p in (work / "bucket").rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.endswith(".part")]
+    on_disk = {p.name: storage.crc32c_file(p) for p in files if p.suffix == ".grib"}
+    assert on_disk == bucket_checksums(receipts)
+
+
+# ------------------------------------------------------------------ bad pickles
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch exploited",))
+
+
+def test_bad_pickles_fail_their_member_only(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    first = ensflow(work, "--until", "prepare_input")
+    assert first.returncode == 0, first.stderr[-3000:]
+    bucket = work / f"bucket/{CYCLE}/input"
+    good = pickle.loads((bucket / "input_state_member_001.pkl").read_bytes())
+    missing = {"date": good["date"], "fields": {k: v for k, v in good["fields"].items() if k != "2t"}}
+    raw = (bucket / "input_state_member_003.pkl").read_bytes()
+    damage = {
+        2: pickle.dumps({"date": good["date"], "fields": Exploit()}),
+        3: raw[: len(raw) // 3],
+        4: pickle.dumps(missing),
+    }
+    for m, data in damage.items():
+        obj = bucket / f"input_state_member_{m:03d}.pkl"
+        obj.write_bytes(data)
+        rpath = work / f"results/{CYCLE}/receipts/input_member_{m:03d}.json"
+        receipt = json.loads(rpath.read_text())
+        receipt["crc32c"] = storage.crc32c_file(obj)  # as if the bucket held these pickles
+        rpath.write_text(json.dumps(receipt))
+
+    result = ensflow(work)
+    assert result.returncode != 0
+    receipts = work / f"results/{CYCLE}/receipts"
+    assert (receipts / "forecast_member_001.json").exists()
+    for m in damage:
+        assert not (receipts / f"forecast_member_{m:03d}.json").exists()
+    logs = {m: (work / f"logs/{CYCLE}/fetch_input/member_{m:03d}.log").read_text() for m in damage}
+    assert re.search(r"member 002 .*unsafe pickle, refuses to import (posix|os)\.system", logs[2])
+    assert re.search(r"member 003 .*not a readable pickle \(truncated", logs[3])
+    assert re.search(r"member 004 .*missing field\(s\) 2t", logs[4])
+    assert not (work / "exploited").exists()
+    leftovers = [p for p in (work / "scratch").rglob("*") if p.is_file() and p.suffix in {".pkl", ".grib"}]
+    assert leftovers == [], "failed members must not leave files on scratch"
+
+
+# ------------------------------------------------------------------ bad config
+
+
+@pytest.mark.parametrize("override,named", [
+    ("cycle=2025-13-01T00:00", "cycle '2025-13-01T00:00'"),
+    ("cycle=27/11/2025", "expected YYYYMMDD_HHMM"),
+    ("members=0-3", "members '0-3'"),
+    ("members=5-2", "runs backwards"),
+])
+def test_bad_cycle_or_members_refused_before_anything_runs(tmp_path, override, named):
+    work = copy_workflow(tmp_path / "wf")
+    result = ensflow(work, "--config", override)
+    assert result.returncode != 0
+    assert named in result.stderr + result.stdout
+    for made in ("results", "logs", "bucket", "demo", "scratch"):
+        assert not (work / made).exists(), f"{made}/ was created before the config was refused"
+
+
+# ------------------------------------------------------------------ operational dry-run
+
+
+def parse_dry_run(text: str) -> list[dict]:
+    jobs, job = [], None
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            job = {"rule": m.group(1), "input": [], "output": [], "wildcards": {}}
+            jobs.append(job)
+        elif job is not None and (m := re.match(r"^\s+(input|output|wildcards): (.*)$", line)):
+            if m.group(1) == "wildcards":
+                job["wildcards"] = dict(kv.split("=", 1) for kv in m.group(2).split(", "))
+            else:
+                job[m.group(1)] = [p.strip() for p in m.group(2).split(", ")]
+    return jobs
+
+
+def test_operational_dry_run_needs_no_network_or_credentials(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    env = run_env()
+    for k in list(env):
+        if k.startswith(("AWS_", "GOOGLE_", "STORAGE_EMULATOR", "CLOUDSDK")):
+            env.pop(k)
+    env.update(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
+    result = snakemake(work, "-n", "--configfile", "config/operational.yaml", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = parse_dry_run(result.stdout + result.stderr)
+    counts: dict[str, int] = {}
+    for j in jobs:
+        counts[j["rule"]] = counts.get(j["rule"], 0) + 1
+    assert counts == {"checkpoint_record": 1, "prepare_input": 50, "fetch_input": 50,
+                      "forecast": 50, "upload": 50, "all": 1}
+    producer = {out: j for j in jobs for out in j["output"]}
+
+    def parents(job):
+        return {(producer[i]["rule"], producer[i]["wildcards"].get("member"))
+                for i in job["input"] if i in producer}
+
+    for j in jobs:
+        m = j["wildcards"].get("member")
+        if j["rule"] == "fetch_input":
+            assert parents(j) == {("prepare_input", m)}
+        elif j["rule"] == "forecast":
+            assert parents(j) == {("fetch_input", m)}
+            assert len(j["output"]) == 11
+            assert all(f"_member{m}_h" in o for o in j["output"])
+        elif j["rule"] == "upload":
+            assert parents(j) == {("forecast", m), ("prepare_input", m), ("checkpoint_record", None)}
+        elif j["rule"] == "all":
+            assert parents(j) == {("upload", f"{k:03d}") for k in range(1, 51)}
+    assert not (work / "results").exists() and not (work / "bucket").exists()
