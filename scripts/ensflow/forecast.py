@@ -73,9 +73,9 @@ def run_member(settings: Settings, member: int, input_pkl: str | Path,
                 spec = specs.get(name)
                 if spec is None:
                     continue
-                values = np.asarray(values, dtype=np.float64)
+                values = np.asarray(values)
                 if spec.accumulated:  # the model gives per-step amounts; GRIB holds 0-step totals
-                    totals[name] = totals.get(name, 0.0) + values
+                    totals[name] = totals.get(name, 0.0) + values.astype(np.float64)
                     values = totals[name]
                 try:
                     encoder.write(current, spec, step, values)

@@ -1,0 +1,99 @@
+"""One member's chain on the demo, time per step.
+
+Runs the demo workflow for one member through `ensflow run` (Snakemake, a process per
+job) and, as the baseline in the same run, the same steps called in one Python process.
+The ratio is what Snakemake's orchestration (process start, imports, DAG, bookkeeping)
+costs on a chain whose steps are tiny here and minutes long in operations.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+CYCLE = "20251127_0000"
+STEPS = ("prepare_input", "fetch_input", "forecast", "upload")
+
+
+def copy_workflow(dest: Path) -> None:
+    for name in ("Snakefile", "rules", "scripts", "config", "profiles", "envs"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+
+
+def via_snakemake(work: Path) -> tuple[float, dict[str, float]]:
+    # demo inputs first, so both sides time the same four member steps
+    bindir = Path(sys.executable).parent
+    subprocess.run([str(bindir / "ensflow"), "run", "--config", "members=1", "--until",
+                    "demo_mirror", "checkpoint_record", "-q"], cwd=work, check=True,
+                   capture_output=True)
+    t0 = time.perf_counter()
+    subprocess.run([str(bindir / "ensflow"), "run", "--config", "members=1", "-q"], cwd=work,
+                   check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    steps = {}
+    for step in STEPS:
+        with open(work / f"benchmarks/{CYCLE}/{step}/member_001.tsv") as f:
+            steps[step] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
+    return wall, steps
+
+
+def in_process(work: Path) -> tuple[float, dict[str, float]]:
+    import os
+
+    os.chdir(work)
+    from ensflow import storage
+    from ensflow.config import load
+    from ensflow.forecast import run_member
+    from ensflow.inputs import fetch_input, prepare_input
+    from ensflow.naming import forecast_filename, forecast_windows
+    from ensflow.upload import upload_member
+
+    settings = load("config/config.yaml", {"members": "1", "bucket": "file://bucket2",
+                                           "scratch": "scratch2"})
+    storage.configure(storage.options_from_config(settings.raw))
+    res = Path("results2")
+    pkl = Path("scratch2") / CYCLE / "member_001" / "input_state_member_001.pkl"
+    gribs = [pkl.parent / forecast_filename(CYCLE, 1, a, b) for a, b in forecast_windows(792, 72)]
+    times = {}
+    t_all = time.perf_counter()
+    t0 = time.perf_counter()
+    prepare_input(settings, 1, res / "in.json")
+    times["prepare_input"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fetch_input(settings, 1, res / "in.json", pkl)
+    times["fetch_input"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_member(settings, 1, pkl, gribs)
+    times["forecast"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    upload_member(settings, 1, gribs, res / "out.json", res / "in.json",
+                  f"results/{CYCLE}/checkpoint.json")
+    times["upload"] = time.perf_counter() - t0
+    return time.perf_counter() - t_all, times
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        copy_workflow(work)
+        wall_sm, sm = via_snakemake(work)
+        wall_ip, ip = in_process(work)
+    print("one member's chain on the demo (O48, 792 h, 11 GRIB files)")
+    print(f"{'step':<15}{'snakemake job s':>16}{'in-process s':>14}")
+    for step in STEPS:
+        print(f"{step:<15}{sm[step]:>16.2f}{ip[step]:>14.2f}")
+    print(f"{'chain wall':<15}{wall_sm:>16.2f}{wall_ip:>14.2f}")
+    print(f"ratio snakemake / in-process: {wall_sm / wall_ip:.2f}x "
+          f"(orchestration overhead {wall_sm - wall_ip:.1f}s per member chain)")
+
+
+if __name__ == "__main__":
+    main()
