@@ -24,9 +24,16 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/inputs.smk"
 include: "rules/forecast.smk"
+include: "rules/cgan.smk"
+
+
+rule aifs:
+    input:
+        expand(UPLOAD_RECEIPT, cycle=CYCLE, member=MEMBERS),
 
 
 rule all:
     default_target: True
     input:
-        expand(UPLOAD_RECEIPT, cycle=CYCLE, member=MEMBERS),
+        rules.aifs.input,
+        rules.cgan.input if config["cgan"]["enabled"] else [],

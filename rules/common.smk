@@ -1,4 +1,5 @@
 # Names shared by every stage: paths, wildcards, helpers.
+from ensflow.cgan import netcdf_name, plan_from
 from ensflow.cycle import member_id
 from ensflow.naming import forecast_windows, window_tag
 
@@ -37,3 +38,24 @@ def demo_inputs(wildcards):
         "checkpoint": config["checkpoint"],
         "mirror": DEMO_MIRROR_RECORD.format(cycle=wildcards.cycle),
     }
+
+
+# cGAN stage
+CGAN_PLAN = plan_from(SETTINGS)
+CGAN_STEPS = [f"{s:03d}" for s in CGAN_PLAN.all_steps]
+CGAN_BATCHES = [f"{b:02d}" for b in range(len(CGAN_PLAN.batches()))]
+CGAN_DIR = f"{RESULTS}/{{cycle}}/cgan"
+CGAN_INDEX = f"{CGAN_DIR}/index/step_{{step}}.json"
+CGAN_SETUP = f"{CGAN_DIR}/setup.json"
+CGAN_FORK = f"{CGAN_DIR}/forks/batch_{{batch}}.fork"
+CGAN_PUBLISHED = f"{CGAN_DIR}/published.json"
+CGAN_NETCDF = f"{CGAN_DIR}/{netcdf_name(CYCLE)}"
+
+
+wildcard_constraints:
+    step=r"\d{3}",
+    batch=r"\d{2}",
+
+
+def cgan_indices(wildcards):
+    return expand(CGAN_INDEX, cycle=wildcards.cycle, step=CGAN_STEPS)

@@ -27,7 +27,7 @@ def mirror(tmp_path_factory):
     info = checkpoint_info.read(str(ckpt))
     url = f"file://{root}/opendata"
     params = demo_data.opendata_params(info.input_fields)
-    demo_data.write_mirror(url, [(d, 0) for d in input_state.input_dates(CYCLE)], params, 2, 4.0)
+    demo_data.write_mirror(url, {(d, 0): params for d in input_state.input_dates(CYCLE)}, 2, 4.0)
     return info, url
 
 

@@ -31,6 +31,19 @@ DEFAULTS: dict[str, Any] = {
         "stream": "enfo",
     },
     "forecast": {"num_chunks": 1, "seed_base": 0, "bits_per_value": 16},
+    "cgan": {
+        "enabled": False,
+        "store": "file://stores/cgan.icechunk",
+        "store_endpoint_url": None,
+        "members": "0-50",
+        "members_per_batch": 6,
+        "variables": ["tp", "2t", "sp", "ssr", "ssrd", "sf", "ro", "tcw", "tcwv", "tcc", "u700", "v700"],
+        "steps": [36, 60, 3],
+        "region": {"lat_min": -14.0, "lat_max": 25.0, "lon_min": 19.0, "lon_max": 55.0},
+        "output_grid": "native",
+        "ddof": 1,
+        "decode_workers": 2,
+    },
     "gcs": {
         "project": None,
         "credentials_file": None,
@@ -92,6 +105,16 @@ def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Setting
             f"config key 'forecast.hours_per_file': {fc['hours_per_file']} does not divide "
             f"forecast.lead_time {fc['lead_time']}"
         )
+    cg = merged["cgan"]
+    parse_members(cg["members"], 50, minimum=0)
+    first, last, every = cg["steps"]
+    if every <= 0 or last < first or first - every < 0:
+        raise ConfigError(f"config key 'cgan.steps': {cg['steps']} must be [first, last, every] "
+                          "with every > 0, last >= first and first >= every (accumulations "
+                          "are differenced from the step before the first)")
+    region = cg["region"]
+    if region["lat_min"] >= region["lat_max"] or region["lon_min"] >= region["lon_max"]:
+        raise ConfigError(f"config key 'cgan.region': {region} is empty")
     merged["cycle"] = cycle
     return Settings(raw=merged, cycle=cycle, members=members)
 

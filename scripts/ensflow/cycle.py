@@ -46,8 +46,11 @@ def cycle_datetime(cycle: str) -> dt.datetime:
     return dt.datetime.strptime(cycle, CYCLE_FORMAT)
 
 
-def parse_members(spec: object, max_member: int = 50) -> list[int]:
-    """Read `1-50`, `1,5,10`, `26-50`, `1-3,7` or a bare number into sorted member numbers."""
+def parse_members(spec: object, max_member: int = 50, minimum: int = 1) -> list[int]:
+    """Read `1-50`, `1,5,10`, `26-50`, `1-3,7` or a bare number into sorted member numbers.
+
+    `minimum=0` admits the control member (IFS-ENS number 0).
+    """
     if isinstance(spec, bool):
         raise ConfigError(f"members {spec!r}: expected a spec like '1-50' or '1,5,10'")
     if isinstance(spec, int):
@@ -68,8 +71,8 @@ def parse_members(spec: object, max_member: int = 50) -> list[int]:
         hi = int(m.group(2)) if m.group(2) else lo
         if lo > hi:
             raise ConfigError(f"members {spec!r}: range {part!r} runs backwards")
-        if lo < 1 or hi > max_member:
-            raise ConfigError(f"members {spec!r}: {part!r} is outside 1-{max_member}")
+        if lo < minimum or hi > max_member:
+            raise ConfigError(f"members {spec!r}: {part!r} is outside {minimum}-{max_member}")
         members.update(range(lo, hi + 1))
     if not members:
         raise ConfigError(f"members {spec!r}: no member selected")

@@ -145,11 +145,11 @@ def write_step_file(root: str, base: dt.datetime, step: int, params: list[tuple[
     return path
 
 
-def write_mirror(root: str, bases_and_steps: Iterable[tuple[dt.datetime, int]],
-                 params: list[tuple[str, str, int | None]], members: int, step_deg: float,
-                 **layout: str) -> list[Path]:
+def write_mirror(root: str, files: dict[tuple[dt.datetime, int], list[tuple[str, str, int | None]]],
+                 members: int, step_deg: float, **layout: str) -> list[Path]:
+    """Open-data objects for each (base time, step) with the given params, all members."""
     paths = []
-    for base, step in bases_and_steps:
+    for (base, step), params in sorted(files.items()):
         paths.append(write_step_file(root, base, step, params, members, step_deg, **layout))
-        log.info("wrote %s", paths[-1])
+        log.info("wrote %s (%d params x %d members)", paths[-1], len(params), members + 1)
     return paths

@@ -32,3 +32,48 @@ def grid_shape(buf: bytes) -> tuple[int, ...]:
     import gribberish
 
     return tuple(gribberish.parse_grib_message_metadata(buf, 0).grid_shape)
+
+
+def _sections(buf: bytes) -> dict[int, tuple[int, int]]:
+    out: dict[int, tuple[int, int]] = {}
+    pos = 16
+    while pos < len(buf) - 4 and buf[pos:pos + 4] != b"7777":
+        length = int.from_bytes(buf[pos:pos + 4], "big")
+        out.setdefault(buf[pos + 4], (pos, length))
+        pos += length
+    return out
+
+
+def _signed(raw: bytes) -> int:
+    """GRIB2 signed integers are sign-and-magnitude, not two's complement."""
+    value = int.from_bytes(raw, "big")
+    top = 1 << (8 * len(raw) - 1)
+    return -(value & ~top) if value & top else value
+
+
+def regular_ll_axes(buf: bytes, what: str = "message") -> tuple[np.ndarray, np.ndarray]:
+    """Latitudes and longitudes of a regular lat/lon grid (template 3.0) from the header.
+
+    Read directly, because gribberish refuses the metadata of some ECMWF local parameters.
+    """
+    s3, _ = _sections(buf)[3]
+    if int.from_bytes(buf[s3 + 12:s3 + 14], "big") != 0:
+        raise OpenDataError(f"{what}: not a regular lat/lon grid (template 3.0)")
+    ni = int.from_bytes(buf[s3 + 30:s3 + 34], "big")
+    nj = int.from_bytes(buf[s3 + 34:s3 + 38], "big")
+    la1, lo1 = _signed(buf[s3 + 46:s3 + 50]) / 1e6, _signed(buf[s3 + 50:s3 + 54]) / 1e6
+    la2, lo2 = _signed(buf[s3 + 55:s3 + 59]) / 1e6, _signed(buf[s3 + 59:s3 + 63]) / 1e6
+    scan = buf[s3 + 71]
+    if scan & 0b0010_0000 or scan & 0b1000_0000:
+        raise OpenDataError(f"{what}: scanning mode {scan:#010b} not supported")
+    lats = np.linspace(la1, la2, nj)
+    span = (lo2 - lo1) % 360.0
+    lons = (lo1 + np.linspace(0.0, span, ni)) % 360.0
+    return lats, lons
+
+
+def perturbation_number(buf: bytes) -> int | None:
+    """Ensemble member of a message with product template 4.1 or 4.11 (0 = control)."""
+    s4, _ = _sections(buf)[4]
+    template = int.from_bytes(buf[s4 + 7:s4 + 9], "big")
+    return buf[s4 + 35] if template in (1, 11) else None

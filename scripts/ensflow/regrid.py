@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _OUT_HEADROOM = 1024 * 1024
 
@@ -39,3 +43,24 @@ def _gridpoints_hint(grid: str) -> int:
         dx = float(grid.split("/")[0])
         return int((360 / dx + 1) * (180 / dx + 1))
     return 2_000_000
+
+
+def bilinear_regular(values: np.ndarray, lats: np.ndarray, lons: np.ndarray,
+                     new_lats: np.ndarray, new_lons: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation between regular lat/lon grids on the last two axes (NaN-aware)."""
+    import numpy as np
+    from scipy.interpolate import RegularGridInterpolator
+
+    lat_order = np.argsort(lats)
+    lon_order = np.argsort(lons)
+    src = np.asarray(values)[..., lat_order, :][..., lon_order]
+    lead = src.shape[:-2]
+    flat = src.reshape(-1, *src.shape[-2:])
+    glat, glon = np.meshgrid(new_lats, new_lons, indexing="ij")
+    points = np.stack([glat.ravel(), glon.ravel()], axis=-1)
+    out = np.empty((flat.shape[0], new_lats.size, new_lons.size), dtype=np.float32)
+    for i, field in enumerate(flat):
+        interp = RegularGridInterpolator((lats[lat_order], lons[lon_order]), field,
+                                         method="linear", bounds_error=True)
+        out[i] = interp(points).reshape(new_lats.size, new_lons.size)
+    return out.reshape(*lead, new_lats.size, new_lons.size)

@@ -32,20 +32,25 @@ _NUMPY_DTYPES = ("numpy.dtypes",)
 
 
 class AllowListUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, extra: frozenset[tuple[str, str]] = frozenset()) -> None:
+        super().__init__(file)
+        self.extra = extra
+
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 era names (protocol < 3), mapped as pickle itself does
         if (module, name) in _compat_pickle.NAME_MAPPING:
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if (module, name) in ALLOWED or (module in _NUMPY_DTYPES and name.endswith("DType")):
+        key = (module, name)
+        if key in ALLOWED or key in self.extra or (module in _NUMPY_DTYPES and name.endswith("DType")):
             return super().find_class(module, name)
         raise UnsafePickleError(f"refuses to import {module}.{name}")
 
 
-def loads(data: bytes, what: str = "pickle") -> Any:
-    """Unpickle bytes through the allow-list; errors name `what`."""
+def loads(data: bytes, what: str = "pickle", extra: frozenset[tuple[str, str]] = frozenset()) -> Any:
+    """Unpickle bytes through the allow-list (plus `extra`); errors name `what`."""
     try:
-        return AllowListUnpickler(io.BytesIO(data)).load()
+        return AllowListUnpickler(io.BytesIO(data), extra).load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{what}: unsafe pickle, {exc}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,

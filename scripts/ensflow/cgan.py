@@ -1,0 +1,399 @@
+"""Stage: IFS-ENS inputs for the cGAN precipitation downscaling model (East Africa).
+
+index  → the byte ranges of the wanted messages, from ECMWF's `.index` files
+batch  → range fetch, whole-message checks, gribberish decode in worker processes, region
+         cut by index slices from the GRIB header, deaccumulation, a fork of the store
+publish→ one atomic commit of the cycle (ensemble_store)
+netcdf → ensemble mean and standard deviation, `IFS_YYYYMMDD_HHz_cgan.nc`
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import ensemble_store, grib_decode, opendata, receipts, storage
+from .config import Settings
+from .cycle import cycle_datetime, parse_members
+from .errors import OpenDataError
+from .naming import opendata_object
+from .provenance import code_version, record
+
+log = logging.getLogger(__name__)
+
+ACCUMULATED = frozenset({"tp", "cp", "ssr", "ssrd", "sf", "ro", "str", "strd"})
+UNITS = {"tp": "m", "cp": "m", "sf": "m of water equivalent", "ro": "m", "ssr": "J m-2",
+         "ssrd": "J m-2", "2t": "K", "sp": "Pa", "tcw": "kg m-2", "tcwv": "kg m-2",
+         "tcc": "(0 - 1)", "u": "m s-1", "v": "m s-1", "msl": "Pa"}
+TIME_UNITS = "hours since 1900-01-01 00:00:00.0"
+EPOCH = dt.datetime(1900, 1, 1)
+CGAN_0P1 = {"lat": (-13.65, 24.65, 384), "lon": (19.15, 54.25, 352)}
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A cGAN variable (`tp`, `u700`) and the open-data message that carries it."""
+
+    name: str
+    param: str
+    levtype: str
+    levelist: int | None
+
+    @property
+    def accumulated(self) -> bool:
+        return self.param in ACCUMULATED
+
+    @classmethod
+    def parse(cls, name: str) -> Variable:
+        head = name.rstrip("0123456789")
+        if head != name and head in {"u", "v", "t", "q", "z", "gh", "w", "r"}:
+            return cls(name, head, "pl", int(name[len(head):]))
+        return cls(name, name, "sfc", None)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a cGAN run needs to know, derived from the config once."""
+
+    cycle: str
+    base: dt.datetime
+    variables: tuple[Variable, ...]
+    members: tuple[int, ...]
+    steps: tuple[int, ...]
+    previous_step: int
+    members_per_batch: int
+    region: dict[str, float]
+    root: str
+    layout: dict[str, str]
+
+    def fetch_steps(self, var: Variable) -> list[int]:
+        """Accumulated variables need the step before the first, to difference."""
+        return ([self.previous_step] if var.accumulated else []) + list(self.steps)
+
+    @property
+    def all_steps(self) -> list[int]:
+        return sorted({s for v in self.variables for s in self.fetch_steps(v)})
+
+    def batches(self) -> list[tuple[int, ...]]:
+        n = self.members_per_batch
+        return [self.members[i:i + n] for i in range(0, len(self.members), n)]
+
+    def url(self, step: int) -> str:
+        return opendata_object(self.root, self.base, step, **self.layout)
+
+
+def plan_from(settings: Settings) -> Plan:
+    c = settings.raw["cgan"]
+    od = settings.raw["opendata"]
+    first, last, every = c["steps"]
+    return Plan(
+        cycle=settings.cycle,
+        base=cycle_datetime(settings.cycle),
+        variables=tuple(Variable.parse(v) for v in c["variables"]),
+        members=tuple(parse_members(c["members"], 50, minimum=0)),
+        steps=tuple(range(first, last + 1, every)),
+        previous_step=first - every,
+        members_per_batch=c["members_per_batch"],
+        region=dict(c["region"]),
+        root=od["root"],
+        layout={"model": od["model"], "resol": od["resol"], "stream": od["stream"]},
+    )
+
+
+# ------------------------------------------------------------------ index
+
+
+def select_step(plan: Plan, step: int, out: str | Path) -> None:
+    """The messages of one step object that the cycle needs; every missing one is listed."""
+    url = plan.url(step)
+    messages = opendata.load_index(url)
+    wanted = [(v, m) for v in plan.variables if step in plan.fetch_steps(v) for m in plan.members]
+    try:
+        chosen = opendata.select(messages, [(v.param, v.levtype, v.levelist, m) for v, m in wanted])
+    except OpenDataError as exc:
+        raise OpenDataError(f"{url}: {exc}") from None
+    entries = [
+        {"var": v.name, "member": m, "offset": msg.offset, "length": msg.length}
+        for (v, m), msg in zip(wanted, chosen.values(), strict=True)
+    ]
+    receipts.write(out, {"url": url, "step": step, "messages": entries})
+    log.info("step %d: %d of %d messages selected from %s (%.1f MB)", step, len(entries),
+             len(messages), url, sum(e["length"] for e in entries) / 1e6)
+
+
+# ------------------------------------------------------------------ decoding (worker processes)
+
+
+def region_slices(lats: np.ndarray, lons: np.ndarray, region: dict[str, float]) -> tuple[slice, slice]:
+    """Index slices of a regular grid inside the region; longitudes may start at 180."""
+    lon180 = (np.asarray(lons) + 180.0) % 360.0 - 180.0
+    tol = 1e-6
+    rows = np.flatnonzero((lats >= region["lat_min"] - tol) & (lats <= region["lat_max"] + tol))
+    cols = np.flatnonzero((lon180 >= region["lon_min"] - tol) & (lon180 <= region["lon_max"] + tol))
+    if rows.size == 0 or cols.size == 0:
+        raise OpenDataError(f"region {region} has no points on this grid")
+    if np.any(np.diff(rows) != 1) or np.any(np.diff(cols) != 1):
+        raise OpenDataError(f"region {region} is not contiguous on this grid (crosses the seam?)")
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def region_coords(buf: bytes, region: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    lats, lons = grib_decode.regular_ll_axes(buf)
+    rs, cs = region_slices(lats, lons, region)
+    return lats[rs], (lons[cs] + 180.0) % 360.0 - 180.0
+
+
+def decode_region(task: tuple[bytes, dict[str, float], int, str]) -> np.ndarray:
+    """Decode one message and cut the region (runs in a worker: gribberish holds the GIL)."""
+    buf, region, member, what = task
+    grib_decode.check_message(buf, what)
+    number = grib_decode.perturbation_number(buf)
+    if number is not None and number != member:
+        raise OpenDataError(f"{what}: message is member {number}, the index says {member}")
+    lats, lons = grib_decode.regular_ll_axes(buf, what)
+    rs, cs = region_slices(lats, lons, region)
+    values = grib_decode.decode(buf, what).reshape(lats.size, lons.size)
+    return values[rs, cs].astype(np.float32)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+# ------------------------------------------------------------------ batch
+
+
+@dataclass(frozen=True)
+class Fetched:
+    var: str
+    member: int
+    step: int
+    data: bytes
+
+
+def fetch_batch(index_files: list[str | Path], members: tuple[int, ...],
+                parallel_objects: int = 4) -> Iterator[Fetched]:
+    """Byte ranges of the batch's messages, object by object, as they arrive."""
+    jobs = []
+    for path in index_files:
+        idx = receipts.read(path)
+        entries = [e for e in idx["messages"] if e["member"] in members]
+        if entries:
+            jobs.append((idx["url"], idx["step"], entries))
+
+    def one(job: tuple[str, int, list[dict[str, Any]]]) -> list[Fetched]:
+        url, step, entries = job
+        parts = storage.read_ranges(url, [(e["offset"], e["length"]) for e in entries])
+        return [Fetched(e["var"], e["member"], step, p) for e, p in zip(entries, parts, strict=True)]
+
+    with ThreadPoolExecutor(max(1, parallel_objects)) as pool:
+        for fut in as_completed([pool.submit(one, j) for j in jobs]):
+            yield from fut.result()
+
+
+def deaccumulate(values: np.ndarray, axis: int = -3) -> np.ndarray:
+    """Totals from step 0 → per-interval totals (first entry is the step before); never negative."""
+    out = np.diff(values, axis=axis)
+    np.maximum(out, 0.0, out=out, where=~np.isnan(out))  # packing noise can dip below zero
+    return out
+
+
+def build_batch(plan: Plan, members: tuple[int, ...], index_files: list[str | Path],
+                workers: int) -> dict[str, np.ndarray]:
+    """Arrays per variable, shape (members, steps, lat, lon), float32."""
+    started = time.perf_counter()
+    pos = {m: i for i, m in enumerate(members)}
+    region_shape: tuple[int, int] | None = None
+    raw: dict[str, np.ndarray] = {}
+    nbytes = count = 0
+    with _pool(workers) as pool:
+        futures = {}
+        for f in fetch_batch(index_files, members):
+            nbytes += len(f.data)
+            what = f"{f.var} member {f.member} step {f.step}"
+            futures[pool.submit(decode_region, (f.data, plan.region, f.member, what))] = f
+        for fut in as_completed(futures):
+            f = futures[fut]
+            values = fut.result()
+            var = next(v for v in plan.variables if v.name == f.var)
+            steps = plan.fetch_steps(var)
+            if region_shape is None:
+                region_shape = values.shape
+            elif values.shape != region_shape:
+                raise OpenDataError(f"{f.var} member {f.member} step {f.step}: region "
+                                    f"{values.shape}, others {region_shape}")
+            if f.var not in raw:
+                raw[f.var] = np.full((len(members), len(steps), *values.shape), np.nan, np.float32)
+            raw[f.var][pos[f.member], steps.index(f.step)] = values
+            count += 1
+    out = {}
+    for var in plan.variables:
+        if var.name not in raw or np.isnan(raw[var.name]).all(axis=(-1, -2)).any():
+            raise OpenDataError(f"batch {members}: {var.name} incomplete after decoding")
+        out[var.name] = deaccumulate(raw[var.name], axis=1) if var.accumulated else raw[var.name]
+    elapsed = time.perf_counter() - started
+    log.info("batch %s: %d messages, %.1f MB in %.1fs (%.1f msg/s, %d workers)", members, count,
+             nbytes / 1e6, elapsed, count / elapsed, workers)
+    return out
+
+
+# ------------------------------------------------------------------ store
+
+
+def layout(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool) -> ensemble_store.Layout:
+    """One store holds every cycle: (time, member, step, latitude, longitude) per variable."""
+    member_axis = np.arange(0, max(plan.members) + 1, dtype=np.int32)
+    arrays = tuple(
+        ensemble_store.ArraySpec(
+            v.name, ("member", "step", "latitude", "longitude"),
+            (member_axis.size, len(plan.steps), lats.size, lons.size),
+            {"units": UNITS.get(v.param, "unknown"), "ecmwf_param": v.param,
+             "levtype": v.levtype, **({"level_hPa": v.levelist} if v.levelist else {}),
+             **({"accumulation": "per interval ending at the step (differenced from totals "
+                                 "since step 0)"} if v.accumulated else {})})
+        for v in plan.variables)
+    return ensemble_store.Layout(
+        coords={"member": member_axis, "step": np.asarray(plan.steps, dtype=np.int32),
+                "latitude": lats.astype(np.float64), "longitude": lons.astype(np.float64)},
+        coord_attrs={"step": {"units": "hours", "long_name": "forecast step"},
+                     "latitude": {"units": "degrees_north"}, "longitude": {"units": "degrees_east"},
+                     "member": {"long_name": "ensemble member (0 = control)"}},
+        arrays=arrays,
+        attrs={"title": "IFS-ENS inputs for cGAN (ECMWF open data)", "synthetic": synthetic,
+               "region": json.dumps(plan.region)},
+        time_units=TIME_UNITS,
+    )
+
+
+def time_value(base: dt.datetime) -> int:
+    return int((base - EPOCH) / dt.timedelta(hours=1))
+
+
+def store_from(settings: Settings) -> Any:
+    c = settings.raw["cgan"]
+    od = settings.raw["opendata"]
+    return ensemble_store.open_repo(c["store"], region=od.get("region"),
+                                    endpoint_url=c.get("store_endpoint_url"))
+
+
+def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
+    plan = plan_from(settings)
+    idx = receipts.read(index_file)
+    first = idx["messages"][0]
+    buf = storage.read_ranges(idx["url"], [(first["offset"], first["length"])])[0]
+    lats, lons = region_coords(buf, plan.region)
+    ensemble_store.setup(store_from(settings), layout(plan, lats, lons, settings.raw["synthetic"]),
+                         plan.cycle, time_value(plan.base), out)
+
+
+def write_batch(settings: Settings, batch: int, index_files: list[str | Path],
+                setup_record: str | Path, fork_path: str | Path) -> None:
+    plan = plan_from(settings)
+    members = plan.batches()[batch]
+    arrays = build_batch(plan, members, index_files, settings.raw["cgan"]["decode_workers"])
+    record = ensemble_store.SetupRecord.load(setup_record)
+
+    def write(root: Any, t: int) -> None:
+        lo, hi = members[0], members[-1] + 1
+        for name, values in arrays.items():
+            root[name][t, lo:hi] = values
+
+    ensemble_store.write_fork(store_from(settings), record, write, fork_path)
+
+
+def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str | Path],
+            out: str | Path) -> None:
+    plan = plan_from(settings)
+    record = ensemble_store.SetupRecord.load(setup_record)
+
+    def complete(root: Any, t: int) -> None:
+        for v in plan.variables:
+            data = root[v.name][t, list(plan.members)]
+            bad = [m for m, block in zip(plan.members, data, strict=True) if np.isnan(block).all()]
+            if bad:
+                raise ensemble_store.PublishError(f"{v.name}: members {bad} missing; not publishing")
+
+    result = ensemble_store.publish(store_from(settings), record, fork_paths, check=complete)
+    receipts.write(out, {"cycle": plan.cycle, "store": settings.raw["cgan"]["store"],
+                         "members": list(plan.members), **result})
+
+
+# ------------------------------------------------------------------ product
+
+
+def netcdf_name(cycle: str) -> str:
+    base = cycle_datetime(cycle)
+    return f"IFS_{base:%Y%m%d}_{base:%H}z_cgan.nc"
+
+
+def write_netcdf(settings: Settings, published: str | Path, index_files: list[str | Path],
+                 out: str | Path) -> None:
+    """Ensemble mean and standard deviation from the published snapshot of the store."""
+    import xarray as xr
+
+    from .regrid import bilinear_regular
+
+    plan = plan_from(settings)
+    c = settings.raw["cgan"]
+    pub = receipts.read(published)
+    repo = store_from(settings)
+    session = repo.readonly_session(snapshot_id=pub["snapshot"])
+    ds = xr.open_zarr(session.store, consolidated=False)
+    t = int(np.flatnonzero(ds["time"].values == np.datetime64(plan.base))[0])
+    cycle = ds.isel(time=t).sel(member=list(plan.members))
+    lats, lons = cycle["latitude"].values, cycle["longitude"].values
+    if c["output_grid"] == "cgan_0p1":
+        new_lats = np.linspace(*CGAN_0P1["lat"])
+        new_lons = np.linspace(*CGAN_0P1["lon"])
+    else:
+        new_lats, new_lons = lats, lons
+    valid = np.array([plan.base + dt.timedelta(hours=int(s)) for s in plan.steps], "datetime64[ns]")
+    out_vars = {}
+    for v in plan.variables:
+        data = cycle[v.name].values.astype(np.float64)  # (member, step, lat, lon)
+        stats = {"ensemble_mean": np.nanmean(data, axis=0),
+                 "ensemble_standard_deviation": np.nanstd(data, axis=0, ddof=c["ddof"])}
+        for kind, field in stats.items():
+            if c["output_grid"] == "cgan_0p1":
+                field = bilinear_regular(field, lats, lons, new_lats, new_lons)
+            attrs = {"units": cycle[v.name].attrs.get("units", "unknown"),
+                     "long_name": f"{v.name} {kind.replace('_', ' ')}"}
+            if v.accumulated:
+                attrs["accumulation"] = cycle[v.name].attrs.get("accumulation", "")
+            out_vars[f"{v.name}_{kind}"] = (("time", "valid_time", "latitude", "longitude"),
+                                            field[None].astype(np.float32), attrs)
+    sources = sorted({receipts.read(p)["url"] for p in index_files})
+    product = xr.Dataset(
+        out_vars,
+        coords={"time": ("time", [np.datetime64(plan.base, "ns")]), "valid_time": valid,
+                "latitude": ("latitude", new_lats, {"units": "degrees_north"}),
+                "longitude": ("longitude", new_lons, {"units": "degrees_east"})},
+        attrs={
+            "title": "IFS-ENS ensemble statistics for cGAN", "cycle": plan.cycle,
+            "members": ",".join(map(str, plan.members)), "members_count": len(plan.members),
+            "ddof": c["ddof"], "output_grid": c["output_grid"],
+            "store": c["store"], "store_snapshot": pub["snapshot"], "store_tag": pub["tag"],
+            "source_urls": " ".join(sources), "code_version": code_version(),
+            "synthetic": int(bool(settings.raw["synthetic"])),
+            "provenance": json.dumps(record(settings.raw)),
+        })
+    enc: dict[str, dict[str, Any]] = {k: {"dtype": "float32", "zlib": True, "complevel": 1}
+                                      for k in out_vars}
+    enc["time"] = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "float64"}
+    enc["valid_time"] = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "float64"}
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    product.to_netcdf(tmp, encoding=enc, engine="netcdf4")
+    os.replace(tmp, out)
+    log.info("wrote %s: %d variables, %s grid", out, len(out_vars), c["output_grid"])
