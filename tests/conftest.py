@@ -102,3 +102,75 @@ def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None,
               timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "snakemake"), *args], cwd=workdir, env=env or run_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+class FaultProxy:
+    """An HTTP proxy on loopback in front of a test server that misbehaves on purpose:
+    answers 503 to the first `fail_first` requests, 500 to every `fail_every`-th one,
+    drops Range headers (a 200 with the whole object instead of 206), or answers slowly."""
+
+    def __init__(self, target: str, fail_first: int = 0, fail_every: int = 0,
+                 ignore_range: bool = False, delay_s: float = 0.0) -> None:
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.request
+
+        proxy = self
+        self.target, self.fail_first, self.fail_every = target, fail_first, fail_every
+        self.ignore_range, self.delay_s = ignore_range, delay_s
+        self.seen = self.failed = 0
+        self._lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                with proxy._lock:
+                    proxy.seen += 1
+                    n = proxy.seen
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if n <= proxy.fail_first or (proxy.fail_every and n % proxy.fail_every == 0):
+                    with proxy._lock:
+                        proxy.failed += 1
+                    self.send_response(503 if n <= proxy.fail_first else 500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if proxy.delay_s:
+                    time.sleep(proxy.delay_s)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in {"host", "connection"}
+                           and not (proxy.ignore_range and k.lower() == "range")}
+                req = urllib.request.Request(proxy.target + self.path, data=body or None,
+                                             method=self.command, headers=headers)
+                try:
+                    resp = urllib.request.urlopen(req, timeout=30)
+                except urllib.error.HTTPError as e:
+                    resp = e
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.headers.items():
+                    if k.lower() not in {"transfer-encoding", "content-length", "connection"}:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

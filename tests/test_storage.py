@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import os
-import threading
-import urllib.request
 
 import boto3
 import google_crc32c
 import pytest
+
+from conftest import FaultProxy
 
 from ensflow import storage
 from ensflow.errors import StorageError
@@ -116,60 +115,18 @@ def test_with_retries_retries_transient_then_gives_up():
     assert len(calls) == 1
 
 
-class FlakyProxy(http.server.BaseHTTPRequestHandler):
-    """Forwards to the emulator but answers 503 to the first `fail` requests."""
-
-    target = ""
-    fail = 0
-    seen = 0
-
-    def _forward(self):
-        cls = type(self)
-        cls.seen += 1
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if cls.seen <= cls.fail:
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        req = urllib.request.Request(cls.target + self.path, data=body or None,
-                                     method=self.command,
-                                     headers={k: v for k, v in self.headers.items()
-                                              if k.lower() != "host"})
-        try:
-            resp = urllib.request.urlopen(req, timeout=10)
-        except urllib.error.HTTPError as e:
-            resp = e
-        data = resp.read()
-        self.send_response(resp.status)
-        for k, v in resp.headers.items():
-            if k.lower() not in {"transfer-encoding", "content-length", "connection"}:
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
-
-    def log_message(self, *args):
-        pass
-
-
 def test_gcs_upload_survives_server_errors(gcs_emulator, tmp_path, monkeypatch):
-    FlakyProxy.target, FlakyProxy.fail, FlakyProxy.seen = gcs_emulator, 3, 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyProxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server.server_port}")
+    with FaultProxy(gcs_emulator, fail_first=3) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
         storage.configure(storage.StorageOptions(retries=6))
-        src = tmp_path / "f.grib"
-        src.write_bytes(os.urandom(50_000))
-        out = storage.put_file(src, "gs://ensflow-test/flaky/f.grib")
-        assert out.info.crc32c == crc(src.read_bytes())
-        assert FlakyProxy.seen > 3
-    finally:
-        server.shutdown()
-        storage.configure(storage.StorageOptions())
+        try:
+            src = tmp_path / "f.grib"
+            src.write_bytes(os.urandom(50_000))
+            out = storage.put_file(src, "gs://ensflow-test/flaky/f.grib")
+            assert out.info.crc32c == crc(src.read_bytes())
+            assert proxy.seen > 3 and proxy.failed == 3
+        finally:
+            storage.configure(storage.StorageOptions())
 
 
 def test_gcs_credentials_file_is_never_printed(tmp_path, monkeypatch, caplog):

@@ -288,7 +288,10 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path):
     for j in jobs:
         counts[j["rule"]] = counts.get(j["rule"], 0) + 1
     assert counts == {"checkpoint_record": 1, "prepare_input": 50, "fetch_input": 50,
-                      "forecast": 50, "upload": 50, "all": 1}
+                      "forecast": 50, "upload": 50, "all": 1,
+                      # cGAN: 10 step indices (33..60 h), 51 members in batches of 6
+                      "cgan_index": 10, "cgan_setup": 1, "cgan_batch": 9, "cgan_publish": 1,
+                      "cgan_netcdf": 1}
     producer = {out: j for j in jobs for out in j["output"]}
 
     def parents(job):
@@ -306,5 +309,11 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path):
         elif j["rule"] == "upload":
             assert parents(j) == {("forecast", m), ("prepare_input", m), ("checkpoint_record", None)}
         elif j["rule"] == "all":
-            assert parents(j) == {("upload", f"{k:03d}") for k in range(1, 51)}
+            assert parents(j) == {("upload", f"{k:03d}") for k in range(1, 51)} | {("cgan_netcdf", None)}
+        elif j["rule"] == "cgan_batch":
+            assert parents(j) == {("cgan_index", None), ("cgan_setup", None)}
+            assert len(j["input"]) == 11
+        elif j["rule"] == "cgan_publish":
+            assert {p for p, _ in parents(j)} == {"cgan_batch", "cgan_setup"}
+            assert len(j["input"]) == 10
     assert not (work / "results").exists() and not (work / "bucket").exists()

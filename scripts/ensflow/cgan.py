@@ -358,7 +358,10 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
         new_lons = np.linspace(*CGAN_0P1["lon"])
     else:
         new_lats, new_lons = lats, lons
-    valid = np.array([plan.base + dt.timedelta(hours=int(s)) for s in plan.steps], "datetime64[ns]")
+    # CF times written as numbers with the exact units string the cGAN reads
+    time_attrs = {"units": TIME_UNITS, "calendar": "gregorian"}
+    init_hours = float(time_value(plan.base))
+    valid = np.array([init_hours + s for s in plan.steps], dtype=np.float64)
     out_vars = {}
     for v in plan.variables:
         data = cycle[v.name].values.astype(np.float64)  # (member, step, lat, lon)
@@ -376,7 +379,8 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
     sources = sorted({receipts.read(p)["url"] for p in index_files})
     product = xr.Dataset(
         out_vars,
-        coords={"time": ("time", [np.datetime64(plan.base, "ns")]), "valid_time": valid,
+        coords={"time": ("time", [init_hours], {**time_attrs, "standard_name": "forecast_reference_time"}),
+                "valid_time": ("valid_time", valid, {**time_attrs, "standard_name": "time"}),
                 "latitude": ("latitude", new_lats, {"units": "degrees_north"}),
                 "longitude": ("longitude", new_lons, {"units": "degrees_east"})},
         attrs={
@@ -390,8 +394,6 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
         })
     enc: dict[str, dict[str, Any]] = {k: {"dtype": "float32", "zlib": True, "complevel": 1}
                                       for k in out_vars}
-    enc["time"] = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "float64"}
-    enc["valid_time"] = {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "float64"}
     out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     product.to_netcdf(tmp, encoding=enc, engine="netcdf4")

@@ -100,6 +100,8 @@ def crc32c_file(path: str | Path) -> str:
 
 def _transient(exc: BaseException) -> bool:
     """Worth another try: throttling, server errors, dropped connections."""
+    if "non-partial response" in str(exc):
+        return False  # the server ignores byte ranges: asking again will not help
     if isinstance(exc, ConnectionError | TimeoutError):
         return True
     code = getattr(exc, "code", None) or getattr(getattr(exc, "response", None), "status_code", None)
@@ -298,6 +300,11 @@ class S3Backend:
             return with_retries(fn, what)
         except FileNotFoundError:
             raise StorageError(f"{what}: no such object") from None
+        except Exception as exc:
+            if "non-partial response" in str(exc):
+                raise StorageError(f"{what}: the server answered a byte-range request with the "
+                                   "whole object (HTTP 200, not 206)") from None
+            raise
 
     def stat(self, key: str) -> tuple[int, str | None] | None:
         import obstore

@@ -1,0 +1,185 @@
+"""The ensemble-store protocol on a real Icechunk repository: forks from other processes,
+atomic publish, idempotence, refusal when main moved, and what readers of main see."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import time
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from ensflow import ensemble_store as es
+from ensflow.errors import UnsafePickleError
+
+MEMBERS, STEPS, NY, NX = 6, 3, 4, 5
+
+
+def layout() -> es.Layout:
+    return es.Layout(
+        coords={"member": np.arange(MEMBERS), "step": np.arange(STEPS),
+                "latitude": np.linspace(1, 0, NY), "longitude": np.linspace(0, 1, NX)},
+        coord_attrs={},
+        arrays=(es.ArraySpec("tp", ("member", "step", "latitude", "longitude"),
+                             (MEMBERS, STEPS, NY, NX), {"units": "m"}),),
+    )
+
+
+def fill(cycle_value: int, member: int) -> np.ndarray:
+    return np.full((STEPS, NY, NX), cycle_value * 100 + member, np.float32)
+
+
+def write_batch(args: tuple[str, str, list[int], str]) -> str:
+    """Runs in another process: open the repo, fork, write, save the fork file."""
+    url, setup_path, members, fork_path = args
+    repo = es.open_repo(url)
+    record = es.SetupRecord.load(setup_path)
+
+    def write(root, t):
+        for m in members:
+            root["tp"][t, m] = fill(record.time_value, m)
+
+    es.write_fork(repo, record, write, fork_path)
+    return fork_path
+
+
+def run_cycle(tmp: Path, url: str, cycle: str, value: int, batches=((0, 1), (2, 3), (4, 5))):
+    repo = es.open_repo(url)
+    record = es.setup(repo, layout(), cycle, value, tmp / f"{cycle}-setup.json")
+    jobs = [(url, str(tmp / f"{cycle}-setup.json"), list(b), str(tmp / f"{cycle}-fork{i}.pkl"))
+            for i, b in enumerate(batches)]
+    # forkserver: the parent already runs Icechunk's threads, which fork() would not carry
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        forks = list(pool.map(write_batch, jobs))
+    return repo, record, forks
+
+
+def main_tp(repo) -> np.ndarray:
+    root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
+    return root["tp"][:]
+
+
+def test_forks_from_other_processes_publish_in_one_commit(tmp_path):
+    url = f"file://{tmp_path}/store"
+    repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
+    before = repo.lookup_branch("main")
+    assert main_tp(repo).shape[0] == 0, "main must not see the cycle before publish"
+    result = es.publish(repo, record, forks)
+    assert repo.lookup_branch("main") == result["snapshot"] != before
+    assert repo.lookup_tag("cycle-20251127_0000") == result["snapshot"]
+    assert "run/20251127_0000" not in repo.list_branches()
+    data = main_tp(repo)
+    assert data.shape == (1, MEMBERS, STEPS, NY, NX)
+    for m in range(MEMBERS):
+        np.testing.assert_array_equal(data[0, m], fill(1, m))
+    commits = [s.message for s in repo.ancestry(branch="main")]
+    assert commits[0].startswith("cycle 20251127_0000") and commits[1] == "setup 20251127_0000"
+
+
+def test_second_cycle_appends_and_publish_twice_is_a_noop(tmp_path):
+    url = f"file://{tmp_path}/store"
+    repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
+    es.publish(repo, record, forks)
+    repo, record2, forks2 = run_cycle(tmp_path, url, "20251128_0000", 2)
+    first = es.publish(repo, record2, forks2)
+    again = es.publish(repo, record2, forks2)
+    assert again["already_published"] and again["snapshot"] == first["snapshot"]
+    assert repo.lookup_branch("main") == first["snapshot"]
+    data = main_tp(repo)
+    assert data.shape[0] == 2
+    np.testing.assert_array_equal(data[1, 3], fill(2, 3))
+    np.testing.assert_array_equal(data[0, 3], fill(1, 3))
+
+
+def test_setup_is_reused_on_retry(tmp_path):
+    url = f"file://{tmp_path}/store"
+    repo = es.open_repo(url)
+    a = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "s.json")
+    b = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "s.json")
+    assert a == b
+    # the record was lost but the branch is there: find it again instead of failing
+    (tmp_path / "s.json").unlink()
+    c = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "s.json")
+    assert c.branch == a.branch and c.time_index == a.time_index and c.main_before == a.main_before
+
+
+def test_publish_refuses_when_main_moved(tmp_path):
+    url = f"file://{tmp_path}/store"
+    repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
+    s = repo.writable_session("main")
+    zarr.open_group(store=s.store, mode="a").attrs["someone"] = "else"
+    moved = s.commit("someone else")
+    with pytest.raises(es.PublishError, match="main moved"):
+        es.publish(repo, record, forks)
+    assert repo.lookup_branch("main") == moved
+    assert "run/20251127_0000" in repo.list_branches(), "the run branch is kept"
+    assert "cycle-20251127_0000" not in repo.list_tags()
+
+
+def test_publish_resumes_after_a_crash_between_commit_and_main(tmp_path):
+    url = f"file://{tmp_path}/store"
+    repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
+    s = repo.writable_session(record.branch)
+    s.merge(*[es.load_fork(f) for f in forks])
+    committed = s.commit("cycle 20251127_0000: 3 batches")  # then the publisher died
+    result = es.publish(repo, record, forks)
+    assert result["snapshot"] == committed == repo.lookup_branch("main")
+
+
+def test_publish_checks_before_committing(tmp_path):
+    url = f"file://{tmp_path}/store"
+    repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
+
+    def complete(root, t):
+        if np.isnan(root["tp"][t, 5]).all():
+            raise es.PublishError("member 5 missing")
+
+    with pytest.raises(es.PublishError, match="member 5 missing"):
+        es.publish(repo, record, forks[:2], check=complete)
+    assert main_tp(repo).shape[0] == 0
+    assert repo.lookup_branch(record.branch) == record.setup_snapshot
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("owned",))
+
+
+def test_fork_files_load_through_the_allow_list(tmp_path):
+    bad = tmp_path / "bad.fork"
+    bad.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(UnsafePickleError, match="bad.fork"):
+        es.load_fork(bad)
+
+
+def test_reader_of_main_never_sees_a_partial_cycle(tmp_path):
+    url = f"file://{tmp_path}/store"
+    repo = es.open_repo(url)
+    es.setup(repo, layout(), "20251126_0000", 0, tmp_path / "first.json")  # layout exists
+    seen: list[tuple[int, bool]] = []
+    stop = threading.Event()
+
+    def poll():
+        reader = es.open_repo(url, create=False)
+        while not stop.is_set():
+            data = main_tp(reader)
+            seen.append((data.shape[0], bool(data.shape[0] == 0 or not np.isnan(data).any())))
+
+    t = threading.Thread(target=poll)
+    t.start()
+    try:
+        repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
+        es.publish(repo, record, forks)
+        deadline = time.monotonic() + 10
+        while not any(n == 1 for n, _ in seen) and time.monotonic() < deadline:
+            pass
+    finally:
+        stop.set()
+        t.join()
+    assert {n for n, _ in seen} == {0, 1}, "the reader saw main before and after"
+    assert all(ok for _, ok in seen), "a reader saw a cycle with missing members"
