@@ -182,7 +182,8 @@ def test_product_provenance_names_the_snapshot(clean_run):
     repo, root = store_main(work)
     assert ds.attrs["store_snapshot"] == repo.lookup_tag(f"cycle-{CYCLE}") == repo.lookup_branch("main")
     assert ds.attrs["members"] == "0,1,2,3,4" and ds.attrs["cycle"] == CYCLE
-    assert f"s3://{BUCKET}/20251127/00z/ifs/0p25/enfo/20251127000000-36h-enfo-ef.grib2" in ds.attrs["source_urls"]
+    source = f"s3://{BUCKET}/20251127/00z/ifs/0p25/enfo/20251127000000-36h-enfo-ef.grib2"
+    assert source in ds.attrs["source_urls"]
     assert ds.attrs["code_version"]
     assert root["tp"].attrs["units"] == "m" and "per interval" in root["tp"].attrs["accumulation"]
 
@@ -276,7 +277,8 @@ def test_killed_batch_then_same_command(tmp_path, mirror, s3_server, clean_run):
         logs = work / f"logs/{CYCLE}/cgan_batch"
         deadline = time.monotonic() + 120
         try:
-            while not (logs.is_dir() and any("start cgan_batch" in p.read_text() for p in logs.glob("*.log"))):
+            while not (logs.is_dir()
+                       and any("start cgan_batch" in p.read_text() for p in logs.glob("*.log"))):
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.02)
             time.sleep(0.3)  # mid-way through fetching and writing

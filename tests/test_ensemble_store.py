@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-import time
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -153,7 +153,7 @@ class Evil:
 def test_fork_files_load_through_the_allow_list(tmp_path):
     bad = tmp_path / "bad.fork"
     bad.write_bytes(pickle.dumps(Evil()))
-    with pytest.raises(UnsafePickleError, match="bad.fork"):
+    with pytest.raises(UnsafePickleError, match=r"bad\.fork"):
         es.load_fork(bad)
 
 

@@ -9,7 +9,6 @@ import os
 import boto3
 import google_crc32c
 import pytest
-
 from conftest import FaultProxy
 
 from ensflow import storage

@@ -78,6 +78,12 @@ def bucket_checksums(receipt_dir: Path) -> dict[str, str]:
     return out
 
 
+def test_demo_runs_both_stages(gcs_run):
+    work = gcs_run[0]
+    assert (work / f"results/{CYCLE}/cgan/IFS_20251127_00z_cgan.nc").exists()
+    assert len(list((work / f"results/{CYCLE}/receipts").glob("forecast_member_*.json"))) == 4
+
+
 def test_demo_cycle_writes_every_grib_to_the_gcs_bucket(gcs_run, tmp_path, monkeypatch):
     work, _, env = gcs_run
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
@@ -147,7 +153,7 @@ def test_logs_and_benchmarks_for_every_member(gcs_run):
 
 def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
     work = copy_workflow(tmp_path / "wf")
-    cmd = [str(BIN / "ensflow"), "run"]
+    cmd = [str(BIN / "ensflow"), "run", "aifs"]
     proc = subprocess.Popen(cmd, cwd=work, env=run_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     receipts = work / f"results/{CYCLE}/receipts"
@@ -156,7 +162,7 @@ def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
         while not (work / ".snakemake/locks").is_dir() or not list((work / ".snakemake/locks").iterdir()):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.1)
-        second = ensflow(work)  # a second run while the first is alive is refused
+        second = ensflow(work, "aifs")  # a second run while the first is alive is refused
         assert second.returncode == 1
         assert "another ensflow run is active" in second.stderr
         # kill once one member is uploaded and another is mid-way on scratch
@@ -178,7 +184,7 @@ def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
                    if f"forecast_member_{p.stem[-3:]}.json" in done_before}
     assert logs_before and 0 < len(done_before) < len(MEMBERS)
 
-    again = ensflow(work)
+    again = ensflow(work, "aifs")
     assert again.returncode == 0, again.stderr[-4000:]
     assert "clearing a stale Snakemake lock" in again.stderr
     for name, (mtime, text) in done_before.items():
@@ -223,7 +229,7 @@ def test_bad_pickles_fail_their_member_only(tmp_path):
         receipt["crc32c"] = storage.crc32c_file(obj)  # as if the bucket held these pickles
         rpath.write_text(json.dumps(receipt))
 
-    result = ensflow(work)
+    result = ensflow(work, "aifs")
     assert result.returncode != 0
     receipts = work / f"results/{CYCLE}/receipts"
     assert (receipts / "forecast_member_001.json").exists()

@@ -1,0 +1,163 @@
+"""The cGAN stage at operational shape: 51 members × 12 variables × 9 steps at 0.25° global,
+CCSDS, served by a local S3 server (moto), end to end to the NetCDF.
+
+Baseline, same run: one range request at a time, decoded in-process. Also the single-core
+gribberish decode rate, to check the stage against cores × that rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def make_mirror(root: Path, plan, bucket: str, s3) -> int:
+    """Write and upload one object per step: every member of every variable."""
+    import eccodes
+    from ecmwf.opendata.grib import grib_index
+
+    from ensflow import demo_data
+
+    lats, lons = demo_data.grid_coordinates(0.25)
+    count = 0
+    for step in plan.all_steps:
+        url = plan.url(step)
+        key = url.removeprefix(plan.root + "/")
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            for var in plan.variables:
+                if step not in plan.fetch_steps(var):
+                    continue
+                values = demo_data.synthetic_values(var.param, var.levelist, lats, lons, 1,
+                                                    plan.base + dt.timedelta(hours=step), step)
+                msg = demo_data._encode(var.param, var.levtype, var.levelist, 1, plan.base, step,
+                                        0.25, values)
+                for member in plan.members:  # same values, member set in the header
+                    h = eccodes.codes_new_from_message(msg)
+                    eccodes.codes_set(h, "marsType", "cf" if member == 0 else "pf")
+                    eccodes.codes_set(h, "number", member)
+                    f.write(eccodes.codes_get_message(h))
+                    eccodes.codes_release(h)
+                    count += 1
+        index = path.with_suffix(".index")
+        index.write_text("".join(json.dumps(e) + "\n" for e in grib_index(str(path))))
+        for p in (path, index):
+            s3.upload_file(str(p), bucket, str(p.relative_to(root)))
+        print(f"  wrote {key}: {path.stat().st_size / 1e6:.0f} MB", flush=True)
+    return count
+
+
+def single_core_decode_rate(root: Path, plan, n: int = 150) -> float:
+    from ensflow import cgan, opendata
+
+    url = plan.url(plan.steps[0])
+    msgs = opendata.load_index(f"file://{root}/" + url.removeprefix(plan.root + "/"))[:n]
+    data = opendata.fetch(msgs)
+    t0 = time.perf_counter()
+    for m, buf in zip(msgs, data, strict=True):
+        cgan.decode_region((buf, plan.region, m.number, "bench"))
+    return n / (time.perf_counter() - t0)
+
+
+def baseline(plan, index_dir: Path) -> tuple[float, int]:
+    """Naive: one range request at a time, decode in this process."""
+    from ensflow import cgan, receipts, storage
+
+    t0 = time.perf_counter()
+    n = 0
+    for p in sorted(index_dir.glob("step_*.json")):
+        idx = receipts.read(p)
+        for e in idx["messages"]:
+            buf = storage.read_ranges(idx["url"], [(e["offset"], e["length"])])[0]
+            cgan.decode_region((buf, plan.region, e["member"], "baseline"))
+            n += 1
+    return time.perf_counter() - t0, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    import boto3
+    import yaml
+    from conftest import BIN, copy_workflow, free_port, wait_for_port
+
+    from ensflow import storage
+    from ensflow.cgan import plan_from
+    from ensflow.config import load
+
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    tmp = Path(tempfile.mkdtemp(prefix="bench_cgan_"))
+    try:
+        wait_for_port(port)
+        bucket = "ecmwf-forecasts"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-central-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+                                                    "Action": ["s3:GetObject"],
+                                                    "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}))
+        overrides = {"synthetic": False,
+                     "opendata": {"root": f"s3://{bucket}", "endpoint_url": endpoint},
+                     "cgan": {"store": "file://stores/cgan.icechunk", "members": "0-50",
+                              "members_per_batch": 6, "decode_workers": os.cpu_count() or 2}}
+        plan = plan_from(load(REPO / "config/config.yaml", overrides))
+        print(f"making the mirror: {len(plan.members)} members x {len(plan.variables)} variables "
+              f"x {len(plan.steps)} steps (+ step {plan.previous_step} for accumulations)", flush=True)
+        t0 = time.perf_counter()
+        count = make_mirror(tmp / "mirror", plan, bucket, s3)
+        print(f"  {count} messages in {time.perf_counter() - t0:.0f}s")
+
+        rate1 = single_core_decode_rate(tmp / "mirror", plan)
+        work = copy_workflow(tmp / "wf")
+        (work / "bench.yaml").write_text(yaml.safe_dump(overrides))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        t0 = time.perf_counter()
+        run = subprocess.run([str(BIN / "ensflow"), "run", "cgan", "--configfile", "bench.yaml",
+                              "-q"], cwd=work, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if run.returncode:
+            print(run.stderr[-3000:])
+            raise SystemExit("the stage failed")
+        batch_s = sum(float(next(iter(p.read_text().splitlines()[1:])).split("\t")[0])
+                      for p in (work / "benchmarks").rglob("cgan_batch/*.tsv"))
+        cores = len(os.sched_getaffinity(0))
+        print(f"\nensflow cgan (Snakemake, {cores} cores): {count} messages, wall {wall:.1f}s, "
+              f"{count / wall:.1f} msg/s end to end (batch jobs {batch_s:.1f}s: "
+              f"{count / batch_s:.1f} msg/s)")
+        print(f"single-core gribberish decode + cut: {rate1:.1f} msg/s; target 0.8 x {cores} x that "
+              f"= {0.8 * cores * rate1:.1f} msg/s; reached {count / wall / (cores * rate1):.2f} "
+              f"of cores x single-core end to end")
+        if not args.skip_baseline:
+            storage.configure(storage.options_from_config(
+                load(REPO / "config/config.yaml", overrides).raw))
+            base_s, n = baseline(plan, work / "results/20251127_0000/cgan/index")
+            print(f"naive baseline (one request at a time, decode in-process): {n} messages, "
+                  f"{base_s:.1f}s, {n / base_s:.1f} msg/s")
+            print(f"ratio: {base_s / wall:.1f}x faster end to end")
+    finally:
+        server.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
