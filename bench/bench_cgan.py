@@ -3,6 +3,11 @@ CCSDS, served by a local S3 server (moto), end to end to the NetCDF.
 
 Baseline, same run: one range request at a time, decoded in-process. Also the single-core
 gribberish decode rate, to check the stage against cores × that rate.
+
+Servers: `nginx` (default; Debian's nginx serves the bucket's objects over the same anonymous
+path-style GET/Range protocol as S3, fast enough that ensflow is what is measured) or
+`moto` (the S3 server the tests use; pure Python, it serves ~20 MB/s here and becomes the
+bottleneck).
 """
 
 from __future__ import annotations
@@ -54,8 +59,9 @@ def make_mirror(root: Path, plan, bucket: str, s3) -> int:
                     count += 1
         index = path.with_suffix(".index")
         index.write_text("".join(json.dumps(e) + "\n" for e in grib_index(str(path))))
-        for p in (path, index):
-            s3.upload_file(str(p), bucket, str(p.relative_to(root)))
+        if s3 is not None:
+            for p in (path, index):
+                s3.upload_file(str(p), bucket, str(p.relative_to(root)))
         print(f"  wrote {key}: {path.stat().st_size / 1e6:.0f} MB", flush=True)
     return count
 
@@ -87,9 +93,29 @@ def baseline(plan, index_dir: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, n
 
 
+def start_nginx(tmp: Path, port: int, bucket: str) -> subprocess.Popen[bytes]:
+    """Static files over HTTP with Range support: an anonymous, path-style S3 read endpoint."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SystemExit("nginx not found: apt-get install nginx-light (or use --server moto)")
+    (tmp / "www" / bucket).mkdir(parents=True)
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""daemon off; worker_processes 1; pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 256; }}
+http {{ access_log off; sendfile on; default_type application/octet-stream;
+  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+  server {{ listen 127.0.0.1:{port}; root {tmp}/www; }} }}
+""")
+    return subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--server", choices=["nginx", "moto"], default="nginx")
     args = parser.parse_args()
     import boto3
     import yaml
@@ -100,20 +126,27 @@ def main() -> None:
     from ensflow.config import load
 
     port = free_port()
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     tmp = Path(tempfile.mkdtemp(prefix="bench_cgan_"))
+    bucket = "ecmwf-forecasts"
+    if args.server == "moto":
+        server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        server = start_nginx(tmp, port, bucket)
     try:
         wait_for_port(port)
-        bucket = "ecmwf-forecasts"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-central-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
-                                                    "Action": ["s3:GetObject"],
-                                                    "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}))
+        if args.server == "moto":
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-central-1",
+                              aws_access_key_id="test", aws_secret_access_key="test")
+            s3.create_bucket(Bucket=bucket,
+                             CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+                                                        "Action": ["s3:GetObject"],
+                                                        "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}))
+        else:
+            s3 = None
         overrides = {"synthetic": False,
                      "opendata": {"root": f"s3://{bucket}", "endpoint_url": endpoint},
                      "cgan": {"store": "file://stores/cgan.icechunk", "members": "0-50",
@@ -122,10 +155,10 @@ def main() -> None:
         print(f"making the mirror: {len(plan.members)} members x {len(plan.variables)} variables "
               f"x {len(plan.steps)} steps (+ step {plan.previous_step} for accumulations)", flush=True)
         t0 = time.perf_counter()
-        count = make_mirror(tmp / "mirror", plan, bucket, s3)
+        count = make_mirror(tmp / "www" / bucket, plan, bucket, s3)
         print(f"  {count} messages in {time.perf_counter() - t0:.0f}s")
 
-        rate1 = single_core_decode_rate(tmp / "mirror", plan)
+        rate1 = single_core_decode_rate(tmp / "www" / bucket, plan)
         work = copy_workflow(tmp / "wf")
         (work / "bench.yaml").write_text(yaml.safe_dump(overrides))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -139,7 +172,8 @@ def main() -> None:
         batch_s = sum(float(next(iter(p.read_text().splitlines()[1:])).split("\t")[0])
                       for p in (work / "benchmarks").rglob("cgan_batch/*.tsv"))
         cores = len(os.sched_getaffinity(0))
-        print(f"\nensflow cgan (Snakemake, {cores} cores): {count} messages, wall {wall:.1f}s, "
+        print(f"\nensflow cgan (Snakemake, {cores} cores, {args.server}): {count} messages, "
+              f"wall {wall:.1f}s, "
               f"{count / wall:.1f} msg/s end to end (batch jobs {batch_s:.1f}s: "
               f"{count / batch_s:.1f} msg/s)")
         print(f"single-core gribberish decode + cut: {rate1:.1f} msg/s; target 0.8 x {cores} x that "

@@ -15,8 +15,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,32 +173,36 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 # ------------------------------------------------------------------ batch
 
 
-@dataclass(frozen=True)
-class Fetched:
-    var: str
-    member: int
-    step: int
-    data: bytes
+Entry = tuple[str, int, int, int, int]  # var, member, step, offset, length
+TASK_MESSAGES = 12  # messages per worker task: enough to coalesce ranges, small enough to balance
 
 
-def fetch_batch(index_files: list[str | Path], members: tuple[int, ...],
-                parallel_objects: int = 4) -> Iterator[Fetched]:
-    """Byte ranges of the batch's messages, object by object, as they arrive."""
-    jobs = []
+def fetch_decode(task: tuple[str, list[Entry], dict[str, float], storage.StorageOptions]
+                 ) -> list[tuple[str, int, int, np.ndarray]]:
+    """In a worker: fetch a group of byte ranges of one object, decode and cut each message.
+
+    Workers fetch for themselves so the megabytes of GRIB never cross a process boundary;
+    only the small regional arrays come back.
+    """
+    url, entries, region, options = task
+    storage.ensure_configured(options)
+    parts = storage.read_ranges(url, [(off, n) for _, _, _, off, n in entries])
+    name = url.rsplit("/", 1)[-1]
+    return [(var, member, step,
+             decode_region((buf, region, member, f"{var} member {member} step {step} ({name})")))
+            for (var, member, step, _, _), buf in zip(entries, parts, strict=True)]
+
+
+def batch_tasks(index_files: list[str | Path], members: tuple[int, ...]) -> list[tuple[str, list[Entry]]]:
+    tasks = []
     for path in index_files:
         idx = receipts.read(path)
-        entries = [e for e in idx["messages"] if e["member"] in members]
-        if entries:
-            jobs.append((idx["url"], idx["step"], entries))
-
-    def one(job: tuple[str, int, list[dict[str, Any]]]) -> list[Fetched]:
-        url, step, entries = job
-        parts = storage.read_ranges(url, [(e["offset"], e["length"]) for e in entries])
-        return [Fetched(e["var"], e["member"], step, p) for e, p in zip(entries, parts, strict=True)]
-
-    with ThreadPoolExecutor(max(1, parallel_objects)) as pool:
-        for fut in as_completed([pool.submit(one, j) for j in jobs]):
-            yield from fut.result()
+        entries = [(e["var"], e["member"], idx["step"], e["offset"], e["length"])
+                   for e in idx["messages"] if e["member"] in members]
+        entries.sort(key=lambda e: e[3])  # file order: adjacent ranges merge into one request
+        tasks += [(idx["url"], entries[i:i + TASK_MESSAGES])
+                  for i in range(0, len(entries), TASK_MESSAGES)]
+    return tasks
 
 
 def deaccumulate(values: np.ndarray, axis: int = -3) -> np.ndarray:
@@ -216,27 +219,26 @@ def build_batch(plan: Plan, members: tuple[int, ...], index_files: list[str | Pa
     pos = {m: i for i, m in enumerate(members)}
     region_shape: tuple[int, int] | None = None
     raw: dict[str, np.ndarray] = {}
-    nbytes = count = 0
+    count = 0
+    tasks = batch_tasks(index_files, members)
+    nbytes = sum(n for _, entries in tasks for *_, n in entries)
+    options = storage.current_options()
     with _pool(workers) as pool:
-        futures = {}
-        for f in fetch_batch(index_files, members):
-            nbytes += len(f.data)
-            what = f"{f.var} member {f.member} step {f.step}"
-            futures[pool.submit(decode_region, (f.data, plan.region, f.member, what))] = f
+        futures = [pool.submit(fetch_decode, (url, entries, plan.region, options))
+                   for url, entries in tasks]
         for fut in as_completed(futures):
-            f = futures[fut]
-            values = fut.result()
-            var = next(v for v in plan.variables if v.name == f.var)
-            steps = plan.fetch_steps(var)
-            if region_shape is None:
-                region_shape = values.shape
-            elif values.shape != region_shape:
-                raise OpenDataError(f"{f.var} member {f.member} step {f.step}: region "
-                                    f"{values.shape}, others {region_shape}")
-            if f.var not in raw:
-                raw[f.var] = np.full((len(members), len(steps), *values.shape), np.nan, np.float32)
-            raw[f.var][pos[f.member], steps.index(f.step)] = values
-            count += 1
+            for name, member, step, values in fut.result():
+                var = next(v for v in plan.variables if v.name == name)
+                steps = plan.fetch_steps(var)
+                if region_shape is None:
+                    region_shape = values.shape
+                elif values.shape != region_shape:
+                    raise OpenDataError(f"{name} member {member} step {step}: region "
+                                        f"{values.shape}, others {region_shape}")
+                if name not in raw:
+                    raw[name] = np.full((len(members), len(steps), *values.shape), np.nan, np.float32)
+                raw[name][pos[member], steps.index(step)] = values
+                count += 1
     out = {}
     for var in plan.variables:
         if var.name not in raw or np.isnan(raw[var.name]).all(axis=(-1, -2)).any():

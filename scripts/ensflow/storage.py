@@ -66,6 +66,16 @@ def configure(options: StorageOptions) -> None:
     _backend.cache_clear()
 
 
+def current_options() -> StorageOptions:
+    return _options
+
+
+def ensure_configured(options: StorageOptions) -> None:
+    """Configure once per process (worker processes get the parent's options this way)."""
+    if options != _options:
+        configure(options)
+
+
 def options_from_config(config: dict[str, Any]) -> StorageOptions:
     gcs = config.get("gcs", {})
     od = config.get("opendata", {})
