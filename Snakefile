@@ -25,6 +25,7 @@ include: "rules/demo.smk"
 include: "rules/inputs.smk"
 include: "rules/forecast.smk"
 include: "rules/cgan.smk"
+include: "rules/quest.smk"
 
 
 rule aifs:
@@ -37,3 +38,4 @@ rule all:
     input:
         rules.aifs.input,
         rules.cgan.input if config["cgan"]["enabled"] else [],
+        rules.quest.input if config["quest"]["enabled"] else [],

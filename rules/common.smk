@@ -59,3 +59,29 @@ wildcard_constraints:
 
 def cgan_indices(wildcards):
     return expand(CGAN_INDEX, cycle=wildcards.cycle, step=CGAN_STEPS)
+
+
+# AI Weather Quest stage
+QUEST_ON = config["quest"]["enabled"]
+QUEST_DIR = f"{RESULTS}/{{cycle}}/quest"
+QUEST_FIELDS = f"{QUEST_DIR}/members/member_{{member}}.{config['quest']['source']}.npz"
+QUEST_SETUP = f"{QUEST_DIR}/setup.json"
+QUEST_FORK = f"{QUEST_DIR}/forks/member_{{member}}.fork"
+QUEST_PUBLISHED = f"{QUEST_DIR}/published.json"
+QUEST_CLIMATOLOGY = (
+    config["quest"]["climatology"] or f"{QUEST_DIR}/climatology_synthetic.nc"
+)
+QUEST_SUBMISSION_DIR = f"{QUEST_DIR}/submission"
+QUEST_FILES = [
+    f"{QUEST_SUBMISSION_DIR}/{v}_{CYCLE[:8]}_p{p}_{config['quest']['team']}_{config['quest']['model']}.nc"
+    for v in config["quest"]["variables"]
+    for p in (1, 2)
+]
+QUEST_PLOTS = [
+    f"{QUEST_DIR}/maps/{v}_p{p}.png"
+    for v in config["quest"]["variables"]
+    for p in (1, 2)
+]
+FORECAST_OUTPUTS = {"gribs": temp(FORECAST_GRIBS)}
+if QUEST_ON and config["quest"]["source"] == "forecast":
+    FORECAST_OUTPUTS["quest"] = QUEST_FIELDS

@@ -22,7 +22,7 @@ rule forecast:
     input:
         pkl=rules.fetch_input.output.pkl,
     output:
-        gribs=temp(FORECAST_GRIBS),
+        **FORECAST_OUTPUTS,
     log:
         "logs/{cycle}/forecast/member_{member}.log",
     benchmark:

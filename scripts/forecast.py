@@ -10,7 +10,7 @@ member = int(snakemake.wildcards.member)
 with logs.step(f"forecast member {member:03d}", snakemake.log[0]):
     try:
         run_member(settings_from(snakemake.config), member, snakemake.input.pkl,
-                   list(snakemake.output.gribs))
+                   list(snakemake.output.gribs), snakemake.output.get("quest"))
     except BaseException:
         # The input is a temp file: drop it so the failed member stops holding scratch.
         Path(snakemake.input.pkl).unlink(missing_ok=True)

@@ -78,10 +78,56 @@ def bucket_checksums(receipt_dir: Path) -> dict[str, str]:
     return out
 
 
-def test_demo_runs_both_stages(gcs_run):
+def test_demo_runs_every_stage(gcs_run):
     work = gcs_run[0]
     assert (work / f"results/{CYCLE}/cgan/IFS_20251127_00z_cgan.nc").exists()
     assert len(list((work / f"results/{CYCLE}/receipts").glob("forecast_member_*.json"))) == 4
+
+
+def test_demo_reaches_the_six_submission_files(gcs_run):
+    import xarray as xr
+
+    from ensflow import quest
+
+    work = gcs_run[0]
+    sub = work / f"results/{CYCLE}/quest/submission"
+    names = sorted(p.name for p in sub.glob("*.nc"))
+    assert names == sorted(f"{v}_20251127_p{p}_ensflow_aifsens.nc"
+                           for v in ("tas", "mslp", "pr") for p in (1, 2))
+    for name in names:
+        da = xr.open_dataarray(sub / name)
+        var, period = name.split("_")[0], int(name.split("_p")[1][0])
+        quest.offline_checks(da, var, quest.issue_date(CYCLE), period)
+        prov = json.loads(da.attrs["ensflow_provenance"])
+        assert prov["members"] == MEMBERS and prov["synthetic"] is True
+        assert len(prov["store_snapshot"]) == 20 and prov["window_hours"][0] in (432, 600)
+    report = json.loads((work / f"results/{CYCLE}/quest/sanity.json").read_text())
+    assert set(report["files"]) == set(names)
+    for v in ("tas", "mslp", "pr"):
+        for p in (1, 2):
+            assert (work / f"results/{CYCLE}/quest/maps/{v}_p{p}.png").stat().st_size > 10_000
+
+
+def test_quest_fields_from_bucket_equal_in_forecast_regrid(gcs_run, monkeypatch, tmp_path):
+    from ensflow import quest, quest_stage
+    from ensflow.config import load
+
+    work, _, env = gcs_run
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
+    monkeypatch.chdir(work)
+    settings = load("config/config.yaml", {"bucket": "gs://ensflow-test/demo",
+                                           "scratch": str(tmp_path / "scratch")})
+    storage.configure(storage.options_from_config(settings.raw))
+    out = tmp_path / "member_002.bucket.npz"
+    quest_stage.member_fields_from_bucket(
+        settings, 2, f"results/{CYCLE}/receipts/forecast_member_002.json", out)
+    from_bucket, steps_b, _ = quest.load_member_fields(out)
+    in_forecast, steps_f, meta = quest.load_member_fields(
+        work / f"results/{CYCLE}/quest/members/member_002.forecast.npz")
+    assert steps_b == steps_f and meta["source"] == "forecast"
+    for name in ("tas", "mslp", "pr"):
+        np.testing.assert_allclose(from_bucket[name], in_forecast[name], rtol=0, atol=1e-5)
+    assert (from_bucket["pr"] >= 0).all()
 
 
 def test_demo_cycle_writes_every_grib_to_the_gcs_bucket(gcs_run, tmp_path, monkeypatch):
@@ -297,7 +343,10 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path):
                       "forecast": 50, "upload": 50, "all": 1,
                       # cGAN: 10 step indices (33..60 h), 51 members in batches of 6
                       "cgan_index": 10, "cgan_setup": 1, "cgan_batch": 9, "cgan_publish": 1,
-                      "cgan_netcdf": 1}
+                      "cgan_netcdf": 1,
+                      # quest: a fork per member, one publish, products and maps
+                      "quest_setup": 1, "quest_member": 50, "quest_publish": 1,
+                      "quest_products": 1, "quest_maps": 1}
     producer = {out: j for j in jobs for out in j["output"]}
 
     def parents(job):
@@ -310,12 +359,15 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path):
             assert parents(j) == {("prepare_input", m)}
         elif j["rule"] == "forecast":
             assert parents(j) == {("fetch_input", m)}
-            assert len(j["output"]) == 11
-            assert all(f"_member{m}_h" in o for o in j["output"])
+            assert len(j["output"]) == 12  # 11 GRIB windows + the 1.5° quest fields
+            assert sum(f"_member{m}_h" in o for o in j["output"]) == 11
+        elif j["rule"] == "quest_member":
+            assert parents(j) == {("forecast", m), ("quest_setup", None)}
         elif j["rule"] == "upload":
             assert parents(j) == {("forecast", m), ("prepare_input", m), ("checkpoint_record", None)}
         elif j["rule"] == "all":
-            assert parents(j) == {("upload", f"{k:03d}") for k in range(1, 51)} | {("cgan_netcdf", None)}
+            assert parents(j) == {("upload", f"{k:03d}") for k in range(1, 51)} | {
+                ("cgan_netcdf", None), ("quest_products", None), ("quest_maps", None)}
         elif j["rule"] == "cgan_batch":
             assert parents(j) == {("cgan_index", None), ("cgan_setup", None)}
             assert len(j["input"]) == 11

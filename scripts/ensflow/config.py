@@ -44,6 +44,21 @@ DEFAULTS: dict[str, Any] = {
         "ddof": 1,
         "decode_workers": 2,
     },
+    "quest": {
+        "enabled": False,
+        "team": "ensflow",
+        "model": "aifsens",
+        "variables": ["tas", "mslp", "pr"],
+        "source": "forecast",
+        "methods": {"tas": "linear", "mslp": "linear", "pr": "grid-box-average"},
+        "store": "file://stores/aifs_ens_1p5.icechunk",
+        "climatology": None,
+        "climatology_units": {"tas": "K", "mslp": "Pa", "pr": "mm"},
+        "expected_members": None,
+        "allow_partial": False,
+        "min_members": None,
+        "password_env": "AIWQ_SUBMIT_PWD",
+    },
     "gcs": {
         "project": None,
         "credentials_file": None,
@@ -115,6 +130,17 @@ def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Setting
     region = cg["region"]
     if region["lat_min"] >= region["lat_max"] or region["lon_min"] >= region["lon_max"]:
         raise ConfigError(f"config key 'cgan.region': {region} is empty")
+    qu = merged["quest"]
+    if qu["enabled"]:
+        if not merged["synthetic"] and not qu["climatology"]:
+            raise ConfigError("config key 'quest.climatology': required unless synthetic "
+                              "(the demo makes its own)")
+        if fc["lead_time"] < 768:
+            raise ConfigError(f"config key 'forecast.lead_time': the quest needs 768 h, got "
+                              f"{fc['lead_time']}")
+        missing = [v for v in qu["variables"] if v not in qu["climatology_units"]]
+        if missing:
+            raise ConfigError(f"config key 'quest.climatology_units': no units for {missing}")
     merged["cycle"] = cycle
     return Settings(raw=merged, cycle=cycle, members=members)
 

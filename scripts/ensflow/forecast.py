@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import checkpoint_info, input_state
+from . import checkpoint_info, input_state, quest
 from .config import Settings
 from .cycle import cycle_datetime, member_id
 from .errors import ForecastError
@@ -27,8 +27,12 @@ def member_seed(settings: Settings, member: int) -> int:
 
 
 def run_member(settings: Settings, member: int, input_pkl: str | Path,
-               outputs: list[str | Path]) -> dict[str, Any]:
-    """Run one member to the lead time and write one GRIB file per window, in order."""
+               outputs: list[str | Path], quest_out: str | Path | None = None) -> dict[str, Any]:
+    """Run one member to the lead time and write one GRIB file per window, in order.
+
+    With `quest_out`, the AI Weather Quest fields are regridded to 1.5° here, from the
+    states the runner yields, and saved beside the GRIB files.
+    """
     cfg = settings.raw
     fc = cfg["forecast"]
     windows = forecast_windows(fc["lead_time"], fc["hours_per_file"])
@@ -54,6 +58,11 @@ def run_member(settings: Settings, member: int, input_pkl: str | Path,
     specs = {s.name: s for s in info.output_fields}
     encoder = GribEncoder(info.grid, base, member, cfg["max_member"], fc["bits_per_value"])
     totals: dict[str, np.ndarray] = {}
+    regridder = None
+    if quest_out is not None:
+        q = cfg["quest"]
+        regridder = quest.InForecastRegridder([quest.VARIABLES[v] for v in q["variables"]],
+                                              q["methods"])
     current: BinaryIO | None = None
     window_index = -1
     nsteps = fc["lead_time"] // info.timestep_hours
@@ -69,6 +78,7 @@ def run_member(settings: Settings, member: int, input_pkl: str | Path,
                 window_index = target
                 current = open(outputs[target], "wb")  # noqa: SIM115 (one file per window)
             assert current is not None
+            encoded: dict[str, np.ndarray] = {}
             for name, values in out["fields"].items():
                 spec = specs.get(name)
                 if spec is None:
@@ -81,7 +91,10 @@ def run_member(settings: Settings, member: int, input_pkl: str | Path,
                     encoder.write(current, spec, step, values)
                 except ForecastError as exc:
                     raise ForecastError(f"{what}: {exc}") from None
+                encoded[name] = values
                 fields_written += 1
+            if regridder is not None and regridder.wants(step):
+                regridder.add(encoder, specs, step, encoded)
             now = time.perf_counter()
             eta = (now - started) / i * (nsteps - i)
             log.info("%s: step %3d h (%d/%d) %.2fs, ETA %.0fs", what, step, i, nsteps,
@@ -93,6 +106,10 @@ def run_member(settings: Settings, member: int, input_pkl: str | Path,
         encoder.close()
     if window_index != len(windows) - 1:
         raise ForecastError(f"{what}: runner stopped before {fc['lead_time']} h")
+    if regridder is not None and quest_out is not None:
+        regridder.save(quest_out, settings.cycle, member)
+        log.info("%s: quest fields at %d steps on the 1.5° grid -> %s", what,
+                 len(regridder.steps), quest_out)
     elapsed = time.perf_counter() - started
     log.info("%s: %d fields in %d files, %.1fs (%.0f fields/s)", what, fields_written,
              len(windows), elapsed, fields_written / elapsed)

@@ -1,0 +1,123 @@
+# AI Weather Quest: 1.5° member fields -> aifs_ens_1p5 store -> weekly quintiles -> submission.
+
+
+rule quest_member_fields:
+    input:
+        receipt=UPLOAD_RECEIPT,
+    output:
+        fields=f"{QUEST_DIR}/members/member_{{member}}.bucket.npz",
+    log:
+        "logs/{cycle}/quest_member_fields/member_{member}.log",
+    benchmark:
+        "benchmarks/{cycle}/quest_member_fields/member_{member}.tsv"
+    retries: 2
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/quest_member_fields.py"
+
+
+rule quest_setup:
+    output:
+        record=QUEST_SETUP,
+    log:
+        "logs/{cycle}/quest_setup.log",
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/quest_setup.py"
+
+
+rule quest_member:
+    input:
+        fields=QUEST_FIELDS,
+        setup=QUEST_SETUP,
+    output:
+        fork=QUEST_FORK,
+    log:
+        "logs/{cycle}/quest_member/member_{member}.log",
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/quest_member.py"
+
+
+rule quest_publish:
+    input:
+        setup=QUEST_SETUP,
+        forks=expand(QUEST_FORK, cycle="{cycle}", member=MEMBERS),
+    output:
+        record=QUEST_PUBLISHED,
+    log:
+        "logs/{cycle}/quest_publish.log",
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/quest_publish.py"
+
+
+rule quest_climatology:
+    input:
+        published=QUEST_PUBLISHED,
+    output:
+        climatology=f"{QUEST_DIR}/climatology_synthetic.nc",
+    log:
+        "logs/{cycle}/quest_climatology.log",
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/quest_climatology.py"
+
+
+rule quest_products:
+    input:
+        published=QUEST_PUBLISHED,
+        climatology=lambda wc: (
+            QUEST_CLIMATOLOGY.format(cycle=wc.cycle)
+            if "://" not in QUEST_CLIMATOLOGY
+            else []
+        ),
+    output:
+        files=QUEST_FILES,
+        report=f"{QUEST_DIR}/sanity.json",
+    log:
+        "logs/{cycle}/quest_products.log",
+    benchmark:
+        "benchmarks/{cycle}/quest_products.tsv"
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/quest_products.py"
+
+
+rule quest_maps:
+    input:
+        files=rules.quest_products.output.files,
+    output:
+        maps=QUEST_PLOTS,
+    log:
+        "logs/{cycle}/quest_maps.log",
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/quest_maps.py"
+
+
+rule quest_upload_prepare:
+    input:
+        files=rules.quest_products.output.files,
+        report=rules.quest_products.output.report,
+    output:
+        ready=f"{QUEST_DIR}/upload_ready.json",
+    log:
+        "logs/{cycle}/quest_upload_prepare.log",
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/quest_upload_prepare.py"
+
+
+rule quest:
+    input:
+        expand(QUEST_FILES, cycle=CYCLE),
+        expand(QUEST_PLOTS, cycle=CYCLE),

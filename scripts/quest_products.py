@@ -1,0 +1,12 @@
+"""Rule quest_products: weekly quintile probabilities, six checked submission files."""
+
+from pathlib import Path
+
+from ensflow import logs, quest_stage
+from ensflow.entry import settings_from
+
+with logs.step("quest_products", snakemake.log[0]):
+    settings = settings_from(snakemake.config)
+    climatology = settings.raw["quest"]["climatology"] or str(snakemake.input.climatology)
+    quest_stage.products(settings, snakemake.input.published, climatology,
+                         Path(snakemake.output.files[0]).parent, snakemake.output.report)
