@@ -97,8 +97,13 @@ def test_in_forecast_and_from_grib_give_the_same_fields(encoder, tmp_path):
             if regridder.wants(step):
                 regridder.add(encoder, specs, step, fields)
     from_files = quest.from_grib_files([path], variables, {})
+    # the files hold 16-bit packed values, the forecast job regrids the floats: they agree
+    # to the packing precision (weights sum to 1, so the error does not grow)
+    packing = {"tas": 60 / 65535, "pr": float(total.max()) / 65535}
     for name in ("tas", "pr"):
-        np.testing.assert_allclose(regridder.fields[name], from_files[name], rtol=0, atol=1e-6)
+        assert (np.isnan(regridder.fields[name]) == np.isnan(from_files[name])).all()
+        diff = np.nanmax(np.abs(regridder.fields[name] - from_files[name]))
+        assert diff <= packing[name], (name, diff, packing[name])
 
 
 def test_submission_file_passes_the_quest_checks(tmp_path):

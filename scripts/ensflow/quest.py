@@ -26,7 +26,7 @@ from .checkpoint_info import FieldSpec
 from .cycle import cycle_datetime
 from .errors import EnsflowError
 from .provenance import code_version, record
-from .regrid import regrid_message
+from .regrid import regrid_message, weights_for
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def method_for(var: QuestVar, methods: dict[str, str]) -> str:
 
 
 def regrid_to_quest(message: bytes, var: QuestVar, methods: dict[str, str]) -> np.ndarray:
-    """One GRIB message to the quest grid (121 × 240, 90 → −90, 0 → 358.5)."""
+    """One GRIB message to the quest grid (121 × 240, 90 → −90, 0 → 358.5), mir per field."""
     out = regrid_message(message, QUEST_GRID, method_for(var, methods))
     values = grib_decode.decode(out, f"{var.name} on the quest grid").reshape(NLAT, NLON)
     if var.accumulated:
@@ -138,25 +138,60 @@ def regrid_to_quest(message: bytes, var: QuestVar, methods: dict[str, str]) -> n
     return values.astype(np.float32)
 
 
+class QuestRegridder:
+    """Fields to the quest grid with mir's own weights as one sparse product per field.
+
+    The weights come from mir (see regrid.weights_for); if they cannot be read and
+    checked, each field goes through mir as a GRIB message instead.
+    """
+
+    def __init__(self, methods: dict[str, str]) -> None:
+        self.methods = methods
+        self._weights: dict[tuple[str, int], Any] = {}
+
+    def weights(self, var: QuestVar, sample: bytes, npoints: int) -> Any:
+        key = (method_for(var, self.methods), npoints)
+        if key not in self._weights:
+            self._weights[key] = weights_for(sample, QUEST_GRID, key[0])
+            log.info("%s: %s regrid %s", var.name, key[0],
+                     "by mir's sparse weights" if self._weights[key] is not None else "by mir per field")
+        return self._weights[key]
+
+    def values(self, var: QuestVar, values: np.ndarray, message: Any) -> np.ndarray:
+        """`message` is the field as GRIB (bytes or a callable making them), for mir."""
+        msg = message() if callable(message) else message
+        matrix = self.weights(var, msg, values.size) if msg is not None else None
+        if matrix is None:
+            return regrid_to_quest(msg, var, self.methods)
+        out = (matrix @ np.asarray(values, dtype=np.float64)).reshape(NLAT, NLON)
+        if var.accumulated:
+            np.maximum(out, 0.0, out=out)
+        return out.astype(np.float32)
+
+
 class InForecastRegridder:
     """Collects quest fields from the states the runner yields, on the quest grid."""
 
     def __init__(self, variables: list[QuestVar], methods: dict[str, str]) -> None:
         self.variables = variables
-        self.methods = methods
+        self.regridder = QuestRegridder(methods)
         self.steps = needed_steps(variables)
         self.fields = {v.name: np.full((len(self.steps), NLAT, NLON), np.nan, np.float32)
                        for v in variables}
+        self.own_steps = {v.name: set(needed_steps([v])) for v in variables}
 
     def wants(self, step: int) -> bool:
         return step in self.steps
 
     def add(self, encoder: Any, specs: dict[str, FieldSpec], step: int,
             fields: dict[str, np.ndarray]) -> None:
-        """Fields as the GRIB files hold them (same packing), regridded in memory."""
+        """Float fields straight from the model; a GRIB message only to fetch mir's weights."""
         for v in self.variables:
-            message = encoder.encode(specs[v.param], step, fields[v.param])
-            self.fields[v.name][self.steps.index(step)] = regrid_to_quest(message, v, self.methods)
+            if step not in self.own_steps[v.name]:
+                continue  # e.g. precipitation is needed at the window ends only
+            values = np.asarray(fields[v.param], dtype=np.float64)
+            self.fields[v.name][self.steps.index(step)] = self.regridder.values(
+                v, values, lambda v=v, values=values: encoder.encode(specs[v.param], step, values))
 
     def save(self, path: str | Path, cycle: str, member: int) -> None:
         save_member_fields(path, self.fields, self.steps, cycle, member, "forecast")
@@ -170,19 +205,25 @@ def from_grib_files(paths: list[str | Path], variables: list[QuestVar],
     steps = needed_steps(variables)
     fields = {v.name: np.full((len(steps), NLAT, NLON), np.nan, np.float32) for v in variables}
     by_param = {v.param: v for v in variables}
+    regridder = QuestRegridder(methods)
     for path in paths:
         with open(path, "rb") as f:
             while (h := eccodes.codes_grib_new_from_file(f)) is not None:
                 try:
                     v = by_param.get(eccodes.codes_get(h, "shortName"))
                     step = eccodes.codes_get(h, "endStep")
-                    if v is not None and step in steps:
-                        fields[v.name][steps.index(step)] = regrid_to_quest(
-                            eccodes.codes_get_message(h), v, methods)
+                    if v is not None and step in needed_steps([v]):
+                        msg = eccodes.codes_get_message(h)
+                        values = grib_decode.decode(msg, f"{v.name} step {step} ({path})")
+                        fields[v.name][steps.index(step)] = regridder.values(v, values, msg)
                 finally:
                     eccodes.codes_release(h)
-    for name, data in fields.items():
-        missing = [s for s, block in zip(steps, data, strict=True) if np.isnan(block).all()]
+    for v in variables:
+        data = fields[v.name]
+        own = needed_steps([v])
+        missing = [s for s, block in zip(steps, data, strict=True)
+                   if s in own and np.isnan(block).all()]
+        name = v.name
         if missing:
             raise EnsflowError(f"{name}: steps {missing[:5]} not found in {len(paths)} GRIB files")
     return fields

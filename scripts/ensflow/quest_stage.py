@@ -95,10 +95,12 @@ def write_member(settings: Settings, member: int, fields_path: str | Path,
     record = ensemble_store.SetupRecord.load(setup_record)
 
     def write(root: Any, t: int) -> None:
-        for name, values in fields.items():
-            if not np.isfinite(values).all():
-                raise EnsflowError(f"member {member_id(member)}: {name} has non-finite values")
-            root[name][t, member - 1] = values
+        for v in variables(settings):
+            values = fields[v.name]
+            used = [steps.index(s) for s in quest.needed_steps([v])]
+            if not np.isfinite(values[used]).all():
+                raise EnsflowError(f"member {member_id(member)}: {v.name} has non-finite values")
+            root[v.name][t, member - 1] = values
 
     ensemble_store.write_fork(store_from(settings), record, write, fork_path)
 
