@@ -147,7 +147,7 @@ def main() -> None:
                                                         "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}))
         else:
             s3 = None
-        overrides = {"synthetic": False,
+        overrides = {"synthetic": False, "quest": {"enabled": False},
                      "opendata": {"root": f"s3://{bucket}", "endpoint_url": endpoint},
                      "cgan": {"store": "file://stores/cgan.icechunk", "members": "0-50",
                               "members_per_batch": 6, "decode_workers": os.cpu_count() or 2}}

@@ -89,7 +89,7 @@ def expected(root: Path, plan) -> dict[str, np.ndarray]:
 
 
 def configure(work: Path, endpoint: str, **cgan_extra) -> None:
-    cfg = {"synthetic": False,
+    cfg = {"synthetic": False, "quest": {"enabled": False},
            "opendata": {"root": f"s3://{BUCKET}", "endpoint_url": endpoint},
            "cgan": {"store": "file://stores/cgan.icechunk", **cgan_extra}}
     (work / "test.yaml").write_text(yaml.safe_dump(cfg))

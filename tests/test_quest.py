@@ -168,3 +168,15 @@ def test_publish_refuses_an_incomplete_ensemble_unless_configured(tmp_path, allo
     data, members, _, pub = quest_stage.load_cycle(settings, out)
     assert pub["partial"] and pub["expected_members"] == 4 and members == [1, 2, 3]
     assert float(data["tas"][2, 0, 0, 0]) == 283.0
+
+
+def test_upload_preparation_needs_credentials_and_never_prints_them(tmp_path, monkeypatch, capsys):
+    settings = load("config/config.yaml")
+    monkeypatch.delenv("AIWQ_SUBMIT_PWD", raising=False)
+    with pytest.raises(EnsflowError, match=r"\$AIWQ_SUBMIT_PWD \(not set\)"):
+        quest_stage.prepare_upload(settings, [], tmp_path / "ready.json")
+    monkeypatch.setenv("AIWQ_SUBMIT_PWD", "s3cret-value")
+    quest_stage.prepare_upload(settings, ["a.nc"], tmp_path / "ready.json")
+    text = (tmp_path / "ready.json").read_text()
+    assert "present" in text and "s3cret-value" not in text
+    assert "s3cret-value" not in capsys.readouterr().out

@@ -129,7 +129,7 @@ def test_quest_fields_from_bucket_equal_in_forecast_regrid(gcs_run, monkeypatch,
         span = float(np.nanmax(in_forecast[name]) - np.nanmin(in_forecast[name])) or 1.0
         assert np.nanmax(np.abs(from_bucket[name] - in_forecast[name])) <= 2 * span / 65535, name
         assert (np.isnan(from_bucket[name]) == np.isnan(in_forecast[name])).all()
-    assert (from_bucket["pr"] >= 0).all()
+    assert np.nanmin(from_bucket["pr"]) >= 0
 
 
 def test_demo_cycle_writes_every_grib_to_the_gcs_bucket(gcs_run, tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import ensemble_store, grib_decode, opendata, receipts, storage
 from .config import Settings
-from .cycle import cycle_datetime, parse_members
+from .cycle import cycle_datetime, hours_since_1900, parse_members
 from .errors import OpenDataError
 from .naming import opendata_object
 from .provenance import code_version, record
@@ -36,7 +36,6 @@ UNITS = {"tp": "m", "cp": "m", "sf": "m of water equivalent", "ro": "m", "ssr": 
          "ssrd": "J m-2", "2t": "K", "sp": "Pa", "tcw": "kg m-2", "tcwv": "kg m-2",
          "tcc": "(0 - 1)", "u": "m s-1", "v": "m s-1", "msl": "Pa"}
 TIME_UNITS = "hours since 1900-01-01 00:00:00.0"
-EPOCH = dt.datetime(1900, 1, 1)
 CGAN_0P1 = {"lat": (-13.65, 24.65, 384), "lon": (19.15, 54.25, 352)}
 
 
@@ -279,7 +278,7 @@ def layout(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool) -> e
 
 
 def time_value(base: dt.datetime) -> int:
-    return int((base - EPOCH) / dt.timedelta(hours=1))
+    return hours_since_1900(base)
 
 
 def store_from(settings: Settings) -> Any:

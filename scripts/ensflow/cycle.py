@@ -81,3 +81,11 @@ def parse_members(spec: object, max_member: int = 50, minimum: int = 1) -> list[
 
 def member_id(number: int) -> str:
     return f"{number:03d}"
+
+
+EPOCH_1900 = dt.datetime(1900, 1, 1)
+
+
+def hours_since_1900(when: dt.datetime) -> int:
+    """CF time value in `hours since 1900-01-01 00:00:00.0`, the unit of the stores and cGAN."""
+    return int((when - EPOCH_1900) / dt.timedelta(hours=1))

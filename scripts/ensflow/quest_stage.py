@@ -17,7 +17,7 @@ import numpy as np
 
 from . import ensemble_store, quest, receipts, storage
 from .config import Settings
-from .cycle import member_id
+from .cycle import hours_since_1900, member_id
 from .errors import EnsflowError
 from .naming import forecast_filename, forecast_object, forecast_windows
 
@@ -54,8 +54,6 @@ def layout(settings: Settings) -> ensemble_store.Layout:
 
 
 def time_value(settings: Settings) -> int:
-    from .cgan import time_value as hours_since_1900
-
     return hours_since_1900(quest.issue_date(settings.cycle))
 
 
