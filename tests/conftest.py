@@ -33,34 +33,30 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-@pytest.fixture(scope="session")
-def gcs_emulator() -> Iterator[str]:
-    """gcp-storage-emulator on loopback; yields its STORAGE_EMULATOR_HOST value."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port),
-         "--in-memory", "--default-bucket", "ensflow-test"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def serve(argv: list[str], port: int) -> Iterator[str]:
+    """Run a server on loopback for the session; yield its base URL; stop it afterwards."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator on loopback; yields its STORAGE_EMULATOR_HOST value."""
+    port = free_port()
+    yield from serve([str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
+                      "--port", str(port), "--in-memory", "--default-bucket", "ensflow-test"], port)
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """moto's S3 server on loopback; yields its endpoint URL."""
     port = free_port()
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    yield from serve([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port)
 
 
 @pytest.fixture
