@@ -30,7 +30,8 @@ DEFAULTS: dict[str, Any] = {
         "resol": "0p25",
         "stream": "enfo",
     },
-    "forecast": {"num_chunks": 1, "seed_base": 0, "bits_per_value": 16},
+    "forecast": {"num_chunks": 1, "seed_base": 0, "bits_per_value": 16, "gpus": None,
+                 "members_per_gpu": 1},
     "cgan": {
         "enabled": False,
         "store": "file://stores/cgan.icechunk",
