@@ -83,5 +83,5 @@ def test_config_refuses_zero_gpus(bad):
     from ensflow.config import load
     from ensflow.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="forecast.gpus"):
+    with pytest.raises(ConfigError, match=r"forecast\.gpus"):
         load("config/config.yaml", {"forecast": {"gpus": bad}})
