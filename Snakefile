@@ -22,6 +22,7 @@ config.update(SETTINGS.raw)
 
 include: "rules/common.smk"
 include: "rules/demo.smk"
+include: "rules/preflight.smk"
 include: "rules/inputs.smk"
 include: "rules/forecast.smk"
 include: "rules/cgan.smk"

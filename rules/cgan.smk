@@ -10,6 +10,7 @@ rule cgan_index:
                 else {}
             )
         ),
+        preflight=PREFLIGHT.replace("{stage}", "cgan"),
     output:
         index=CGAN_INDEX,
     log:

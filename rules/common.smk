@@ -23,11 +23,13 @@ FORECAST_GRIBS = [
 ]
 CHECKPOINT_RECORD = f"{RESULTS}/{{cycle}}/checkpoint.json"
 DEMO_MIRROR_RECORD = f"{RESULTS}/{{cycle}}/demo_mirror.json"
+PREFLIGHT = f"{RESULTS}/{{cycle}}/preflight_{{stage}}.json"
 
 
 wildcard_constraints:
     cycle=r"\d{8}_\d{4}",
     member=r"\d{3}",
+    stage=r"aifs|cgan",
 
 
 def demo_inputs(wildcards):

@@ -4,6 +4,7 @@
 rule prepare_input:
     input:
         unpack(demo_inputs),
+        preflight=PREFLIGHT.replace("{stage}", "aifs"),
     output:
         receipt=INPUT_RECEIPT,
     log:

@@ -18,6 +18,8 @@ rule quest_member_fields:
 
 
 rule quest_setup:
+    input:
+        preflight=PREFLIGHT.replace("{stage}", "aifs"),
     output:
         record=QUEST_SETUP,
     log:

@@ -183,3 +183,15 @@ def test_reader_of_main_never_sees_a_partial_cycle(tmp_path):
         t.join()
     assert {n for n, _ in seen} == {0, 1}, "the reader saw main before and after"
     assert all(ok for _, ok in seen), "a reader saw a cycle with missing members"
+
+
+def test_setup_after_publish_writes_nothing_again(tmp_path):
+    url = f"file://{tmp_path}/store"
+    repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
+    first = es.publish(repo, record, forks)
+    (tmp_path / "20251127_0000-setup.json").unlink()  # a re-run after a workflow change
+    again = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "20251127_0000-setup.json")
+    assert again.published and again.setup_snapshot == first["snapshot"] and again.time_index == 0
+    es.write_fork(repo, again, lambda root, t: pytest.fail("must not write"), tmp_path / "f.fork")
+    result = es.publish(repo, again, [tmp_path / "f.fork"])
+    assert result["already_published"] and repo.lookup_branch("main") == first["snapshot"]

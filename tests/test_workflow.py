@@ -341,7 +341,7 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path):
     counts: dict[str, int] = {}
     for j in jobs:
         counts[j["rule"]] = counts.get(j["rule"], 0) + 1
-    assert counts == {"checkpoint_record": 1, "prepare_input": 50, "fetch_input": 50,
+    assert counts == {"preflight": 2, "checkpoint_record": 1, "prepare_input": 50, "fetch_input": 50,
                       "forecast": 50, "upload": 50, "all": 1,
                       # cGAN: 10 step indices (33..60 h), 51 members in batches of 6
                       "cgan_index": 10, "cgan_setup": 1, "cgan_batch": 9, "cgan_publish": 1,
@@ -357,7 +357,9 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path):
 
     for j in jobs:
         m = j["wildcards"].get("member")
-        if j["rule"] == "fetch_input":
+        if j["rule"] == "prepare_input":  # nothing downloads before the preflight passed
+            assert parents(j) == {("preflight", None)}
+        elif j["rule"] == "fetch_input":
             assert parents(j) == {("prepare_input", m)}
         elif j["rule"] == "forecast":
             assert parents(j) == {("fetch_input", m)}

@@ -67,11 +67,12 @@ class SetupRecord:
     setup_snapshot: str
     time_index: int
     time_value: int
+    published: bool = False  # the cycle was already in main: nothing to write
 
     @classmethod
     def load(cls, path: str | Path) -> SetupRecord:
         data = receipts.read(path)
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 def open_repo(url: str, create: bool = True, region: str | None = None,
@@ -162,6 +163,15 @@ def setup(repo: Any, layout: Layout, cycle: str, time_value: int,
     _ensure_layout(repo, layout)
     branch = run_branch(cycle)
     main = repo.lookup_branch("main")
+    tag = cycle_tag(cycle)
+    if tag in repo.list_tags() and any(s.id == repo.lookup_tag(tag) for s in repo.ancestry(branch="main")):
+        # Published before (a re-run after a workflow change): the archive's cycle is final.
+        root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
+        index = int(root["time"][:].tolist().index(time_value))
+        record = SetupRecord(cycle, branch, main, repo.lookup_tag(tag), index, time_value, True)
+        receipts.write(record_path, asdict(record))
+        log.info("%s is already published as %s; batches will write nothing", cycle, tag)
+        return record
     if branch in repo.list_branches():
         tip = repo.lookup_branch(branch)
         parent = next(iter(repo.ancestry(snapshot_id=tip))).parent_id if tip != main else None
@@ -198,6 +208,10 @@ def write_fork(repo: Any, record: SetupRecord, write: Callable[[Any, int], None]
     """Write one batch's region into a fork of the run branch and save the fork file."""
     import zarr
 
+    if record.published:
+        receipts.write(fork_path, {"cycle": record.cycle, "already_published": True})
+        log.info("%s already published; no fork written", record.cycle)
+        return
     tip = repo.lookup_branch(record.branch)
     if tip != record.setup_snapshot:
         raise PublishError(f"{record.branch} moved since setup ({record.setup_snapshot} -> {tip})")

@@ -1,0 +1,14 @@
+# Preflight: everything an expensive run needs, checked before the first download.
+
+
+rule preflight:
+    input:
+        unpack(demo_inputs),
+    output:
+        record=PREFLIGHT,
+    log:
+        "logs/{cycle}/preflight_{stage}.log",
+    conda:
+        "../envs/ensflow.yaml"
+    script:
+        "../scripts/preflight.py"

@@ -1,0 +1,87 @@
+"""Preflight: each missing precondition gives its own clear line, before any download."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO, copy_workflow, ensflow
+
+from ensflow import checkpoint_info, demo
+from ensflow.config import load
+from ensflow.demo_model import save_demo_checkpoint
+from ensflow.preflight import PreflightError, run
+
+CYCLE = "20251127_0000"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pf")
+    ckpt = save_demo_checkpoint(root / "demo.ckpt")
+    base = {"checkpoint": str(ckpt), "opendata": {"root": f"file://{root}/od"},
+            "bucket": f"file://{root}/bucket", "scratch": str(root / "scratch"),
+            "members": "1-2", "cgan": {"members": "0-2"}}
+    settings = load(REPO / "config/config.yaml", base)
+    demo.make_mirror(settings, ckpt, root / "mirror.json")
+    checkpoint_info.read.cache_clear()
+    return root, base
+
+
+def settings_for(world, **changes):
+    _, base = world
+    cfg = {**base, **changes}
+    return load(REPO / "config/config.yaml", cfg)
+
+
+def test_all_good(world, tmp_path):
+    run(settings_for(world), "aifs", tmp_path / "ok.json")
+    run(settings_for(world), "cgan", tmp_path / "ok2.json")
+    assert "reachable and writable" in (tmp_path / "ok.json").read_text()
+
+
+@pytest.mark.parametrize("change,stage,message", [
+    ({"checkpoint": "/nowhere/aifs.ckpt"}, "aifs",
+     "checkpoint: checkpoint /nowhere/aifs.ckpt: no such file"),
+    ({"bucket": "file:///proc/ensflow-bucket"}, "aifs",
+     "bucket: bucket file:///proc/ensflow-bucket is not writable"),
+    ({"members": "1-6"}, "aifs", "open data: file://"),
+    ({"window": 10_000_000}, "aifs", "scratch: scratch "),
+    ({"forecast": {"device": "cuda"}}, "aifs", "gpu: forecast.device is cuda but 0 GPU(s) are visible"),
+    ({"quest": {"climatology": "/nowhere/clim.nc"}}, "aifs",
+     "climatology: climatology /nowhere/clim.nc not found"),
+    ({"cgan": {"members": "0-7"}}, "cgan", "member 7"),
+])
+def test_each_problem_has_its_own_line(world, tmp_path, change, stage, message):
+    with pytest.raises(PreflightError) as err:
+        run(settings_for(world, **change), stage, tmp_path / "x.json")
+    assert message in str(err.value)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_missing_member_is_named(world, tmp_path):
+    with pytest.raises(PreflightError, match=r"member 6"):
+        run(settings_for(world, members="1-6"), "aifs", tmp_path / "x.json")
+
+
+def test_credentials_file_must_exist_and_is_not_printed(world, tmp_path, monkeypatch):
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nowhere/sa.json")
+    with pytest.raises(PreflightError) as err:
+        run(settings_for(world, bucket="gs://some-bucket"), "aifs", tmp_path / "x.json")
+    assert "credentials: GCS credentials file /nowhere/sa.json does not exist" in str(err.value)
+
+
+def test_all_problems_are_listed_together(world, tmp_path):
+    with pytest.raises(PreflightError) as err:
+        run(settings_for(world, window=10_000_000, forecast={"device": "cuda"},
+                         quest={"climatology": "/nowhere/c.nc"}), "aifs", tmp_path / "x.json")
+    lines = str(err.value).splitlines()
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["scratch", "gpu", "climatology"]
+
+
+def test_a_failing_preflight_stops_the_run_before_any_download(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    result = ensflow(work, "aifs", "--config", "window=10000000")
+    assert result.returncode != 0
+    assert "scratch" in (work / f"logs/{CYCLE}/preflight_aifs.log").read_text()
+    assert not (work / f"logs/{CYCLE}/prepare_input").exists()
+    assert not (work / "bucket").exists() or not list((work / "bucket").rglob("*.pkl"))
