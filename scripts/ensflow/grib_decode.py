@@ -28,12 +28,6 @@ def decode(buf: bytes, what: str = "message") -> NDArray[np.float64]:
         raise OpenDataError(f"{what}: cannot decode ({exc})") from None
 
 
-def grid_shape(buf: bytes) -> tuple[int, ...]:
-    import gribberish
-
-    return tuple(gribberish.parse_grib_message_metadata(buf, 0).grid_shape)
-
-
 def _sections(buf: bytes) -> dict[int, tuple[int, int]]:
     out: dict[int, tuple[int, int]] = {}
     pos = 16

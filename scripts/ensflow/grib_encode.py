@@ -210,14 +210,6 @@ class GribEncoder:
         self._templates.clear()
 
 
-def encode_with_eccodes(handle: int, values: NDArray[np.floating]) -> bytes:
-    """The plain eccodes path (used by the benchmark as a baseline)."""
-    import eccodes
-
-    eccodes.codes_set_values(handle, values)
-    return eccodes.codes_get_message(handle)
-
-
 def read_messages(path: str | Path) -> list[dict[str, object]]:
     """Key metadata and values of every message in a file, decoded by eccodes (for checks)."""
     import eccodes

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import grib_decode, receipts
+from . import grib_decode
 from .checkpoint_info import FieldSpec
 from .cycle import cycle_datetime
 from .errors import EnsflowError
@@ -322,7 +322,3 @@ def write_netcdf(da: Any, path: str | Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     da.to_netcdf(tmp, engine="netcdf4")
     os.replace(tmp, path)
-
-
-def read_receipt_members(paths: list[str | Path]) -> list[int]:
-    return sorted(int(receipts.read(p)["member"]) for p in paths)

@@ -112,7 +112,3 @@ def mark_failed(directory: Path) -> None:
 
 def clear_failed(directory: Path) -> None:
     (Path(directory) / FAILED).unlink(missing_ok=True)
-
-
-def usage_bytes(scratch_cycle: Path) -> int:
-    return sum(p.stat().st_size for p in Path(scratch_cycle).rglob("*") if p.is_file())

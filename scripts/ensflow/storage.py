@@ -416,10 +416,6 @@ def stat(url: str) -> ObjectInfo | None:
     return None if got is None else ObjectInfo(url, got[0], got[1])
 
 
-def exists(url: str) -> bool:
-    return stat(url) is not None
-
-
 def read_bytes(url: str) -> bytes:
     backend, key = _resolve(url)
     return backend.read_bytes(key)
