@@ -245,8 +245,11 @@ def test_missing_member_in_index_is_listed(tmp_path, mirror, s3_server, plan):
     finally:
         s3.put_object(Bucket=BUCKET, Key=key, Body=original)
     assert result.returncode != 0
-    log = (work / f"logs/{CYCLE}/cgan_index/step_042.log").read_text()
+    # caught by the preflight, before any message is fetched
+    log = (work / f"logs/{CYCLE}/preflight_cgan.log").read_text()
     assert "missing from the index: tp (sfc) member 3, 2t (sfc) member 3" in log
+    assert "20251127000000-42h-enfo-ef.grib2" in log
+    assert not (work / f"logs/{CYCLE}/cgan_batch").exists()
     assert not_published(work)
 
 
