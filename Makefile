@@ -27,4 +27,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_member_chain.py
 
 clean-demo:
-	rm -rf results logs benchmarks scratch bucket demo .snakemake
+	rm -rf results logs benchmarks scratch bucket demo stores .snakemake
