@@ -28,7 +28,8 @@ def decode(buf: bytes, what: str = "message") -> NDArray[np.float64]:
         raise OpenDataError(f"{what}: cannot decode ({exc})") from None
 
 
-def _sections(buf: bytes) -> dict[int, tuple[int, int]]:
+def sections(buf: bytes | bytearray) -> dict[int, tuple[int, int]]:
+    """Offset and length of each section of a GRIB2 message (the first of each number)."""
     out: dict[int, tuple[int, int]] = {}
     pos = 16
     while pos < len(buf) - 4 and buf[pos:pos + 4] != b"7777":
@@ -50,7 +51,7 @@ def regular_ll_axes(buf: bytes, what: str = "message") -> tuple[np.ndarray, np.n
 
     Read directly, because gribberish refuses the metadata of some ECMWF local parameters.
     """
-    s3, _ = _sections(buf)[3]
+    s3, _ = sections(buf)[3]
     if int.from_bytes(buf[s3 + 12:s3 + 14], "big") != 0:
         raise OpenDataError(f"{what}: not a regular lat/lon grid (template 3.0)")
     ni = int.from_bytes(buf[s3 + 30:s3 + 34], "big")
@@ -68,6 +69,6 @@ def regular_ll_axes(buf: bytes, what: str = "message") -> tuple[np.ndarray, np.n
 
 def perturbation_number(buf: bytes) -> int | None:
     """Ensemble member of a message with product template 4.1 or 4.11 (0 = control)."""
-    s4, _ = _sections(buf)[4]
+    s4, _ = sections(buf)[4]
     template = int.from_bytes(buf[s4 + 7:s4 + 9], "big")
     return buf[s4 + 35] if template in (1, 11) else None

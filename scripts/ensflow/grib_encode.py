@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from .checkpoint_info import FieldSpec
 from .errors import ForecastError
+from .grib_decode import sections
 
 SUPPORTED_BITS = (8, 16, 24)
 GLOBAL_SEED_GRID = {  # order matters: eccodes derives increments from the corners
@@ -78,17 +79,6 @@ def packed_grid_template(grid: str, bits: int) -> bytes:
         return eccodes.codes_get_message(h)
     finally:
         eccodes.codes_release(h)
-
-
-def _sections(buf: bytes | bytearray) -> dict[int, tuple[int, int]]:
-    """Offset and length of each section of a GRIB2 message."""
-    out: dict[int, tuple[int, int]] = {}
-    pos = 16
-    while buf[pos:pos + 4] != b"7777":
-        length = int.from_bytes(buf[pos:pos + 4], "big")
-        out[buf[pos + 4]] = (pos, length)
-        pos += length
-    return out
 
 
 def pack_simple(values: NDArray[np.floating], bits: int) -> tuple[float, int, bytes]:
@@ -188,7 +178,7 @@ class GribEncoder:
             ec.codes_set(t.handle, "step", step)
         buf = bytearray(ec.codes_get_message(t.handle))
         ref, e, data = pack_simple(values, t.bits)
-        sec = _sections(buf)
+        sec = sections(buf)
         s5, _ = sec[5]
         buf[s5 + 11:s5 + 15] = struct.pack(">f", ref)
         buf[s5 + 15:s5 + 17] = ((abs(e) | 0x8000) if e < 0 else e).to_bytes(2, "big")
