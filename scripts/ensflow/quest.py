@@ -158,10 +158,16 @@ class QuestRegridder:
         return self._weights[key]
 
     def values(self, var: QuestVar, values: np.ndarray, message: Any) -> np.ndarray:
-        """`message` is the field as GRIB (bytes or a callable making them), for mir."""
-        msg = message() if callable(message) else message
-        matrix = self.weights(var, msg, values.size) if msg is not None else None
+        """`message` is the field as GRIB (bytes, or a callable making them only when needed:
+        to find mir's weights once, or for mir itself when there are none)."""
+        key = (method_for(var, self.methods), values.size)
+        if key in self._weights:
+            matrix = self._weights[key]
+        else:
+            message = message() if callable(message) else message
+            matrix = self.weights(var, message, values.size)
         if matrix is None:
+            msg = message() if callable(message) else message
             return regrid_to_quest(msg, var, self.methods)
         out = (matrix @ np.asarray(values, dtype=np.float64)).reshape(NLAT, NLON)
         if var.accumulated:
