@@ -73,13 +73,11 @@ def check_bucket(settings: Settings) -> str:
     return f"bucket {settings.raw['bucket']} reachable and writable"
 
 
-def _check_index(url: str, wanted: list[opendata.Key]) -> int:
+def _load_index(url: str) -> list[opendata.Message]:
     try:
-        messages = opendata.load_index(url)
+        return opendata.load_index(url)
     except EnsflowError as exc:
         raise PreflightError(f"open data not published: {exc}") from None
-    opendata.select(messages, wanted)
-    return len(wanted)
 
 
 def check_opendata_aifs(settings: Settings) -> str:
@@ -94,10 +92,11 @@ def check_opendata_aifs(settings: Settings) -> str:
     for date in input_dates(cycle_datetime(settings.cycle), info.timestep_hours):
         url = opendata_object(od["root"], date, 0, **layout)
         try:
-            available = {(m.param, m.levtype, m.levelist) for m in opendata.load_index(url)}
+            messages = _load_index(url)
+            available = {(m.param, m.levtype, m.levelist) for m in messages}
             wanted = [_source_key(s, n, available)[0] for n in settings.members
                       for s in info.input_fields]
-            count += _check_index(url, wanted)
+            count += len(opendata.select(messages, wanted))
         except EnsflowError as exc:
             problems.append(f"{url}: {exc}")
     if problems:
@@ -116,7 +115,7 @@ def check_opendata_cgan(settings: Settings) -> str:
         wanted = [(v.param, v.levtype, v.levelist, m) for v in plan.variables
                   if step in plan.fetch_steps(v) for m in plan.members]
         try:
-            count += _check_index(plan.url(step), wanted)
+            count += len(opendata.select(_load_index(plan.url(step)), wanted))
         except EnsflowError as exc:
             problems.append(f"{plan.url(step)}: {exc}")
     if problems:
