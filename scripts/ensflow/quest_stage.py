@@ -186,7 +186,8 @@ def synthetic_climatology(settings: Settings, published: str | Path, out: str | 
     ds.to_netcdf(out)
 
 
-def read_climatology(settings: Settings, path_or_url: str, var: quest.QuestVar, period: int) -> np.ndarray:
+def open_climatology(path_or_url: str) -> Any:
+    """The climatology file, fetched once when it lives in a bucket."""
     import xarray as xr
 
     local = path_or_url
@@ -194,14 +195,18 @@ def read_climatology(settings: Settings, path_or_url: str, var: quest.QuestVar, 
         fd, local = tempfile.mkstemp(suffix=".nc")
         os.close(fd)
         storage.get_file(path_or_url, local)
-    ds = xr.open_dataset(local.removeprefix("file://"))
+    return xr.load_dataset(local.removeprefix("file://"))
+
+
+def read_climatology(settings: Settings, ds: Any, source: str, var: quest.QuestVar,
+                     period: int) -> np.ndarray:
     name = f"{var.name}_p{period}"
     if name not in ds:
-        raise EnsflowError(f"climatology {path_or_url}: no variable {name}")
+        raise EnsflowError(f"climatology {source}: no variable {name}")
     units = ds[name].attrs.get("units")
     want = settings.raw["quest"]["climatology_units"][var.name]
     if units != want:
-        raise EnsflowError(f"climatology {path_or_url}: {name} is in {units!r}, config says {want!r}")
+        raise EnsflowError(f"climatology {source}: {name} is in {units!r}, config says {want!r}")
     return ds[name].values
 
 
@@ -215,11 +220,12 @@ def products(settings: Settings, published: str | Path, climatology: str, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"cycle": settings.cycle, "members": members,
                               "partial": pub.get("partial", False), "files": {}}
+    clim = open_climatology(climatology)
     for v in variables(settings):
         for p in quest.PERIODS:
             weekly = quest.weekly(data[v.name].astype(np.float64), steps, v, p)
             weekly = quest.convert_units(weekly, v, q["climatology_units"][v.name])
-            thresholds = read_climatology(settings, climatology, v, p)
+            thresholds = read_climatology(settings, clim, climatology, v, p)
             probs = quest.quintile_probabilities(weekly, thresholds)
             checks = quest.sanity(v, weekly, probs, len(members),
                                   pub.get("expected_members", len(members)), q["allow_partial"])
