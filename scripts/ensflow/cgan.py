@@ -24,7 +24,7 @@ import numpy as np
 
 from . import ensemble_store, grib_decode, opendata, receipts, storage
 from .config import Settings
-from .cycle import cycle_datetime, hours_since_1900, parse_members
+from .cycle import HOURS_SINCE_1900, cycle_datetime, hours_since_1900, parse_members
 from .errors import OpenDataError
 from .naming import opendata_object
 from .provenance import code_version, record
@@ -35,7 +35,6 @@ ACCUMULATED = frozenset({"tp", "cp", "ssr", "ssrd", "sf", "ro", "str", "strd"})
 UNITS = {"tp": "m", "cp": "m", "sf": "m of water equivalent", "ro": "m", "ssr": "J m-2",
          "ssrd": "J m-2", "2t": "K", "sp": "Pa", "tcw": "kg m-2", "tcwv": "kg m-2",
          "tcc": "(0 - 1)", "u": "m s-1", "v": "m s-1", "msl": "Pa"}
-TIME_UNITS = "hours since 1900-01-01 00:00:00.0"
 CGAN_0P1 = {"lat": (-13.65, 24.65, 384), "lon": (19.15, 54.25, 352)}
 
 
@@ -273,12 +272,8 @@ def layout(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool) -> e
         arrays=arrays,
         attrs={"title": "IFS-ENS inputs for cGAN (ECMWF open data)", "synthetic": synthetic,
                "region": json.dumps(plan.region)},
-        time_units=TIME_UNITS,
+        time_units=HOURS_SINCE_1900,
     )
-
-
-def time_value(base: dt.datetime) -> int:
-    return hours_since_1900(base)
 
 
 def store_from(settings: Settings) -> Any:
@@ -295,7 +290,7 @@ def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
     buf = storage.read_ranges(idx["url"], [(first["offset"], first["length"])])[0]
     lats, lons = region_coords(buf, plan.region)
     ensemble_store.setup(store_from(settings), layout(plan, lats, lons, settings.raw["synthetic"]),
-                         plan.cycle, time_value(plan.base), out)
+                         plan.cycle, hours_since_1900(plan.base), out)
 
 
 def write_batch(settings: Settings, batch: int, index_files: list[str | Path],
@@ -360,8 +355,8 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
     else:
         new_lats, new_lons = lats, lons
     # CF times written as numbers with the exact units string the cGAN reads
-    time_attrs = {"units": TIME_UNITS, "calendar": "gregorian"}
-    init_hours = float(time_value(plan.base))
+    time_attrs = {"units": HOURS_SINCE_1900, "calendar": "gregorian"}
+    init_hours = float(hours_since_1900(plan.base))
     valid = np.array([init_hours + s for s in plan.steps], dtype=np.float64)
     out_vars = {}
     for v in plan.variables:

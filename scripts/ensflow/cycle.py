@@ -84,8 +84,9 @@ def member_id(number: int) -> str:
 
 
 EPOCH_1900 = dt.datetime(1900, 1, 1)
+HOURS_SINCE_1900 = "hours since 1900-01-01 00:00:00.0"
 
 
 def hours_since_1900(when: dt.datetime) -> int:
-    """CF time value in `hours since 1900-01-01 00:00:00.0`, the unit of the stores and cGAN."""
+    """CF time value in HOURS_SINCE_1900, the time unit of the stores and the cGAN file."""
     return int((when - EPOCH_1900) / dt.timedelta(hours=1))

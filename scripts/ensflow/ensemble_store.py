@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import receipts, safe_pickle
+from .cycle import HOURS_SINCE_1900
 from .errors import EnsflowError
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class Layout:
     coord_attrs: dict[str, dict[str, Any]]
     arrays: tuple[ArraySpec, ...]
     attrs: dict[str, Any] = field(default_factory=dict)
-    time_units: str = "hours since 1900-01-01 00:00:00.0"
+    time_units: str = HOURS_SINCE_1900
 
 
 @dataclass(frozen=True)
