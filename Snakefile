@@ -40,3 +40,24 @@ rule all:
         rules.aifs.input,
         rules.cgan.input if config["cgan"]["enabled"] else [],
         rules.quest.input if config["quest"]["enabled"] else [],
+
+
+# Hooks run in the main Snakemake process only, never in a dry-run. The marker tells
+# `ensflow purge` that this cycle is in use; the report is written after every run,
+# finished or failed.
+from ensflow.report import write_run_report
+from ensflow.runlock import clear_active, mark_active
+
+
+onstart:
+    mark_active(Path.cwd(), CYCLE)
+
+
+onsuccess:
+    clear_active(Path.cwd(), CYCLE)
+    write_run_report(SETTINGS, Path.cwd())
+
+
+onerror:
+    clear_active(Path.cwd(), CYCLE)
+    write_run_report(SETTINGS, Path.cwd())

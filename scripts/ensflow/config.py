@@ -67,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
         "parallel_uploads": 4,
         "retries": 6,
     },
+    "report": {"gpu_price_per_hour": 0.0, "cpu_price_per_hour": 0.0, "currency": "USD",
+               "log_excerpt_lines": 20},
 }
 
 
@@ -150,3 +152,33 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Settings:
     with open(path) as f:
         config = yaml.safe_load(f) or {}
     return validate(_merge(config, overrides or {}))
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` as Snakemake's --config reads them (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--config {pair!r}: expected key=value")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def load_like_snakemake(workdir: str | Path, configfiles: list[str] | None = None,
+                        overrides: list[str] | None = None) -> Settings:
+    """The config a `snakemake --configfile ... --config ...` run in `workdir` sees.
+
+    Commands beside the run (status, report, purge) must agree with the run on the
+    cycle, buckets and paths, so they merge the same files in the same order.
+    """
+    workdir = Path(workdir)
+    merged: dict[str, Any] = {}
+    for name in ["config/config.yaml", *(configfiles or [])]:
+        path = Path(name) if Path(name).is_absolute() else workdir / name
+        try:
+            with open(path) as f:
+                merged = _merge(merged, yaml.safe_load(f) or {})
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    return validate(_merge(merged, parse_overrides(overrides or [])))

@@ -64,3 +64,48 @@ def live_snakemake_pids(workdir: Path, ignore: set[int] | None = None) -> list[i
 def stale_lock_files(workdir: Path) -> list[Path]:
     locks = workdir / ".snakemake" / "locks"
     return sorted(locks.glob("*.lock")) if locks.is_dir() else []
+
+
+ACTIVE_DIR = Path(".snakemake") / "ensflow-active"
+
+
+def mark_active(workdir: Path, cycle: str, pid: int | None = None) -> Path:
+    """Say that a run in this directory is working on `cycle` (removed when it ends).
+
+    Written by the Snakemake main process when it starts executing; a run killed with -9
+    leaves its marker behind, which `active_pids` then sees as dead.
+    """
+    pid = pid or os.getpid()
+    path = workdir / ACTIVE_DIR / f"{cycle}.{pid}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{pid}\n")
+    return path
+
+
+def clear_active(workdir: Path, cycle: str, pid: int | None = None) -> None:
+    (workdir / ACTIVE_DIR / f"{cycle}.{pid or os.getpid()}").unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def active_pids(workdir: Path, cycle: str) -> list[int]:
+    """Live runs working on `cycle` in this directory; stale markers are removed."""
+    found = []
+    for marker in sorted((workdir / ACTIVE_DIR).glob(f"{cycle}.*")):
+        try:
+            pid = int(marker.name.rsplit(".", 1)[1])
+        except ValueError:
+            continue
+        if _alive(pid):
+            found.append(pid)
+        else:
+            marker.unlink(missing_ok=True)
+    return found
