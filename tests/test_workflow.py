@@ -379,3 +379,45 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path):
             assert {p for p, _ in parents(j)} == {"cgan_batch", "cgan_setup"}
             assert len(j["input"]) == 10
     assert not (work / "results").exists() and not (work / "bucket").exists()
+
+
+def test_run_report_covers_every_logged_job(gcs_run):
+    import base64
+
+    work, _, env = gcs_run
+    results = work / f"results/{CYCLE}"
+    hooked = results / "report.html"
+    assert hooked.is_file(), "the onsuccess hook writes the run report"
+    cli = subprocess.run([str(BIN / "ensflow"), "report", "-C", str(work), "--config",
+                          "bucket=gs://ensflow-test/demo", "-o", str(work / "again.html")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    for page in (hooked, work / "again.html"):
+        html = page.read_text()
+        data = json.loads(page.with_suffix(".json").read_text())
+        rows = {j["log"]: j for j in data["jobs"]}
+        logs = sorted((work / f"logs/{CYCLE}").rglob("*.log"))
+        expected = set()
+        for path in logs:
+            rel = path.relative_to(work / f"logs/{CYCLE}")
+            job = rows[str(path.relative_to(work))]
+            # logs/<cycle>/<rule>/<job>.log, or logs/<cycle>/<rule>[_<wildcard>].log
+            if len(rel.parts) == 2:
+                assert job["rule"] == rel.parts[0]
+            else:
+                assert path.stem == job["rule"] or path.stem.startswith(job["rule"] + "_")
+            assert job["status"] == "done" and job["seconds"] is not None
+            assert str(path.relative_to(work)) in html
+            expected.add(job["rule"])
+        assert expected >= {"forecast", "upload", "prepare_input", "fetch_input", "cgan_batch",
+                            "quest_products", "quest_maps"}
+        for rule in expected:
+            assert data["rules"][rule]["done"] == data["rules"][rule]["jobs"] > 0
+            assert f"<td>{rule}</td>" in html
+        maps = sorted((results / "quest/maps").glob("*.png"))
+        assert len(maps) == 6 and html.count("data:image/png;base64,") == 6
+        for png in maps:
+            assert base64.b64encode(png.read_bytes()).decode() in html
+        receipts = [json.loads(p.read_text()) for p in sorted((results / "receipts").glob("*.json"))]
+        assert data["bytes"]["total"] == sum(r.get("bytes", r.get("size", 0)) for r in receipts) > 0
+        assert data["state"] == "complete" and data["cost"]["gpu_hours"] > 0

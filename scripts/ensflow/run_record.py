@@ -1,0 +1,376 @@
+"""A cycle's run as typed records, read back from what its jobs leave behind.
+
+Every job writes a log through `ensflow.logs` (start, then done or FAILED), some rules a
+Snakemake benchmark, uploads a receipt. Reading those files, rather than Snakemake's own
+state, lets the report and `ensflow status` work during a run, after a crash and on a
+copy of the tree, without importing Snakemake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import Settings
+
+LOGS = "logs"
+BENCHMARKS = "benchmarks"
+# Per-member chain, in order: what a member needs before its forecast is in the bucket.
+CHAIN = ("prepare_input", "fetch_input", "forecast", "upload")
+GPU_RULE = "forecast"
+
+JobStatus = Literal["done", "failed", "running", "unknown"]
+
+_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ([A-Z]+) ([\w.]+): (.*)$")
+_START = re.compile(r"^start (.+)$")
+_DONE = re.compile(r"^done (.+) in ([\d.]+)s$")
+_FAILED = re.compile(r"^FAILED (.+) after ([\d.]+)s(?:: (.*))?$")
+_MEMBER = re.compile(r"^member_(\d+)$")
+_STEP_LOGGER = "ensflow.step"
+# A log is read from both ends only: inference logs grow with lead time and members.
+_HEAD_BYTES = 8192
+_TAIL_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One Snakemake benchmark row (the last one when a rule repeats)."""
+
+    seconds: float | None
+    max_rss_mb: float | None
+    mean_load: float | None
+    cpu_time: float | None
+    io_in_mb: float | None
+    io_out_mb: float | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as its log tells it."""
+
+    rule: str
+    label: str | None
+    member: int | None
+    status: JobStatus
+    started: dt.datetime | None
+    ended: dt.datetime | None
+    seconds: float | None
+    log: Path
+    benchmark: Benchmark | None = None
+    error: str | None = None
+    excerpt: list[str] = field(default_factory=list)
+    shared: bool = False  # a log outside logs/<cycle>/ (the demo checkpoint): not this cycle's alone
+
+    @property
+    def name(self) -> str:
+        return f"{self.rule} {self.label}" if self.label else self.rule
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """What the job held its slot for: the benchmark's wall time (start-up included)
+        where the rule has one, else the time its log measured."""
+        if self.benchmark and self.benchmark.seconds is not None:
+            return self.benchmark.seconds
+        return self.seconds
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Bytes one receipt stands for, split into sent and already-there objects."""
+
+    kind: Literal["input", "forecast"]
+    member: int | None
+    path: Path
+    uploaded: int
+    skipped: int
+
+    @property
+    def bytes(self) -> int:
+        return self.uploaded + self.skipped
+
+
+@dataclass
+class CycleRecord:
+    """Everything on disk about one cycle's run."""
+
+    cycle: str
+    workdir: Path
+    results: Path
+    members: list[int]
+    jobs: list[Job]
+    receipts: list[Receipt]
+    upload_receipts: set[int]
+    input_receipts: set[int]
+    records: dict[str, dict[str, Any]]
+    _by_member: dict[tuple[str, int], Job] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_member = {(j.rule, j.member): j for j in self.jobs if j.member is not None}
+
+    def member_job(self, rule: str, member: int) -> Job | None:
+        return self._by_member.get((rule, member))
+
+
+def _read_ends(path: Path) -> tuple[str, str]:
+    """The head and the tail of a file as text (the whole file when small)."""
+    with open(path, "rb") as f:
+        head = f.read(_HEAD_BYTES)
+        size = f.seek(0, 2)
+        if size <= _HEAD_BYTES + _TAIL_BYTES:
+            f.seek(0)
+            whole = f.read().decode(errors="replace")
+            return whole, whole
+        f.seek(size - _TAIL_BYTES)
+        tail = f.read().decode(errors="replace")
+    return head.decode(errors="replace"), tail.split("\n", 1)[-1]
+
+
+def _when(date: str, millis: str) -> dt.datetime:
+    return dt.datetime.strptime(date, "%Y-%m-%d %H:%M:%S").replace(microsecond=int(millis) * 1000)
+
+
+def _error_line(message: str | None, tail_lines: list[str], failed_at: int) -> str:
+    """The one-line reason: the FAILED message, else the exception line of the traceback."""
+    if message:
+        return message.strip()
+    for line in reversed(tail_lines[failed_at + 1:]):
+        if line.strip() and not line.startswith((" ", "\t")):
+            return line.strip()
+    return "failed (no message)"
+
+
+def read_log(path: Path, rule: str | None = None, label: str | None = None, excerpt_lines: int = 20,
+             shared: bool = False) -> Job:
+    """A job record from its log: status from the last done/FAILED line of ensflow.step.
+
+    Without `rule`, the start line names it: `start preflight aifs` is rule preflight, label aifs.
+    """
+    head, tail = _read_ends(path)
+    started = ended = last_stamp = None
+    step_name: str | None = None
+    for line in head.splitlines():
+        m = _LINE.match(line)
+        if m and m.group(4) == _STEP_LOGGER and (s := _START.match(m.group(5))):
+            started, step_name = _when(m.group(1), m.group(2)), s.group(1)
+            break
+    lines = tail.splitlines()
+    status: JobStatus = "running" if started else "unknown"
+    seconds: float | None = None
+    error: str | None = None
+    for i in range(len(lines) - 1, -1, -1):
+        m = _LINE.match(lines[i])
+        if not m:
+            continue
+        when = _when(m.group(1), m.group(2))
+        last_stamp = last_stamp or when
+        if m.group(4) != _STEP_LOGGER:
+            continue
+        if d := _DONE.match(m.group(5)):
+            status, seconds, ended = "done", float(d.group(2)), when
+        elif f := _FAILED.match(m.group(5)):
+            status, seconds, ended = "failed", float(f.group(2)), when
+            error = _error_line(f.group(3), lines, i)
+        elif not _START.match(m.group(5)):
+            continue
+        break  # the last start, done or FAILED line decides
+    if status == "running" and started and last_stamp:
+        seconds = max(0.0, (last_stamp - started).total_seconds())
+    if rule is None:
+        words = (step_name or path.stem).split()
+        rule, label = words[0], " ".join(words[1:]) or None
+    member = int(mm.group(1)) if label and (mm := _MEMBER.match(label)) else None
+    excerpt = lines[-excerpt_lines:] if status in ("failed", "unknown") else []
+    return Job(rule=rule, label=label, member=member, status=status, started=started, ended=ended,
+               seconds=seconds, log=path, error=error, excerpt=excerpt, shared=shared)
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_benchmark(path: Path) -> Benchmark | None:
+    """Snakemake's benchmark TSV: header, then one row per repeat."""
+    try:
+        rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    except OSError:
+        return None
+    if len(rows) < 2:
+        return None
+    row = dict(zip(rows[0], rows[-1], strict=False))
+
+    def get(key: str) -> float | None:
+        return _number(row[key]) if key in row else None
+
+    return Benchmark(seconds=get("s"), max_rss_mb=get("max_rss"), mean_load=get("mean_load"),
+                     cpu_time=get("cpu_time"), io_in_mb=get("io_in"), io_out_mb=get("io_out"))
+
+
+def _job_from(path: Path, logs_dir: Path, benchmarks_dir: Path, excerpt_lines: int,
+              shared: bool) -> Job | None:
+    """logs/<cycle>/<rule>/<label>.log, or logs/<cycle>/<rule>[_<wildcard>].log, and its benchmark."""
+    rel = path.relative_to(logs_dir)
+    if len(rel.parts) > 2:
+        return None
+    try:
+        if len(rel.parts) == 1:
+            job = read_log(path, None, None, excerpt_lines, shared)
+            if job.rule != path.stem and "_".join(job.name.split()) != path.stem:
+                job = replace(job, rule=path.stem, label=None)  # a start line naming something else
+        else:
+            job = read_log(path, rel.parts[0], path.stem, excerpt_lines, shared)
+    except OSError:  # removed or unreadable while we looked: no record rather than no report
+        return None
+    bench = benchmarks_dir / rel.with_suffix(".tsv")
+    if bench.is_file() and not _older_than(bench, job.started):
+        job = replace(job, benchmark=read_benchmark(bench))
+    return job
+
+
+def _older_than(path: Path, started: dt.datetime | None) -> bool:
+    """A benchmark written before the job's (latest) start belongs to an earlier attempt."""
+    if started is None:
+        return False
+    written = dt.datetime.fromtimestamp(path.stat().st_mtime)
+    return written < started - dt.timedelta(seconds=1)
+
+
+def read_jobs(workdir: Path, cycle: str, excerpt_lines: int = 20) -> list[Job]:
+    """Every job with a log for this cycle, plus cycle-less ones (logs/*.log), sorted by start."""
+    logs = workdir / LOGS
+    jobs: list[Job] = []
+    cycle_logs = logs / cycle
+    if cycle_logs.is_dir():
+        for path in sorted(cycle_logs.rglob("*.log")):
+            job = _job_from(path, cycle_logs, workdir / BENCHMARKS / cycle, excerpt_lines, False)
+            if job:
+                jobs.append(job)
+    if logs.is_dir():
+        for path in sorted(logs.glob("*.log")):
+            job = _job_from(path, logs, workdir / BENCHMARKS, excerpt_lines, True)
+            if job:
+                jobs.append(job)
+    far = dt.datetime.max
+    jobs.sort(key=lambda j: (j.started or far, j.rule, j.label or ""))
+    return jobs
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _receipt(kind: Literal["input", "forecast"], path: Path, data: dict[str, Any]) -> Receipt:
+    """Input receipts name one object ("object", "size"); upload receipts list "objects"."""
+    uploaded = skipped = 0
+    objects = data.get("objects")
+    if isinstance(objects, list) and objects:
+        for obj in objects:
+            size = int(obj.get("size") or 0)
+            if obj.get("skipped"):
+                skipped += size
+            else:
+                uploaded += size
+    else:
+        size = int(data.get("bytes", data.get("size")) or 0)
+        if data.get("skipped"):
+            skipped = size
+        else:
+            uploaded = size
+    member = data.get("member")
+    return Receipt(kind=kind, member=int(member) if isinstance(member, int) else None, path=path,
+                   uploaded=uploaded, skipped=skipped)
+
+
+RECORDS = {
+    "checkpoint": "checkpoint.json",
+    "cgan_published": "cgan/published.json",
+    "quest_published": "quest/published.json",
+    "quest_sanity": "quest/sanity.json",
+}
+
+
+def results_dir(settings: Settings, workdir: Path) -> Path:
+    return workdir / settings.raw.get("results", "results") / settings.cycle
+
+
+def load_cycle(settings: Settings, workdir: Path) -> CycleRecord:
+    """Read a cycle's logs, benchmarks, receipts and records; missing pieces are just absent."""
+    workdir = Path(workdir)
+    results = results_dir(settings, workdir)
+    excerpt = int(settings.raw.get("report", {}).get("log_excerpt_lines", 20))
+    jobs = read_jobs(workdir, settings.cycle, excerpt)
+    receipts: list[Receipt] = []
+    uploads: set[int] = set()
+    inputs: set[int] = set()
+    receipt_dir = results / "receipts"
+    if receipt_dir.is_dir():
+        kinds: tuple[tuple[Literal["input", "forecast"], set[int]], ...] = (
+            ("input", inputs), ("forecast", uploads))
+        for kind, found in kinds:
+            for path in sorted(receipt_dir.glob(f"{kind}_member_*.json")):
+                data = _load_json(path)
+                if data is None:
+                    continue
+                receipts.append(_receipt(kind, path, data))
+                if m := re.search(r"member_(\d+)$", path.stem):
+                    found.add(int(m.group(1)))
+    records = {key: data for key, rel in RECORDS.items() if (data := _load_json(results / rel))}
+    return CycleRecord(cycle=settings.cycle, workdir=workdir, results=results,
+                       members=list(settings.members), jobs=jobs, receipts=receipts,
+                       upload_receipts=uploads, input_receipts=inputs, records=records)
+
+
+MemberState = Literal["done", "failed", "running", "waiting"]
+
+
+def stage_state(record: CycleRecord, rule: str, member: int) -> MemberState:
+    """Where one member stands in one chain stage.
+
+    A member whose upload receipt exists is done everywhere (its scratch files are gone, its
+    logs may be from an earlier run); the upload stage is done only with that receipt.
+    """
+    if member in record.upload_receipts:
+        return "done"
+    if rule == "prepare_input" and member in record.input_receipts:
+        return "done"
+    job = record.member_job(rule, member)
+    if job is None or job.status == "unknown":
+        return "waiting"
+    if job.status == "done":
+        return "waiting" if rule == "upload" else "done"
+    return job.status
+
+
+def member_state(record: CycleRecord, member: int) -> MemberState:
+    """A member's chain as a whole: done once uploaded, failed if any stage failed last time."""
+    if member in record.upload_receipts:
+        return "done"
+    states = [stage_state(record, rule, member) for rule in CHAIN]
+    if "failed" in states:
+        return "failed"
+    if "running" in states:
+        return "running"
+    return "waiting"
+
+
+def chain_seconds(record: CycleRecord, member: int) -> float | None:
+    """Seconds a finished member's chain took (sum of its four jobs), None if not known."""
+    total = 0.0
+    for rule in CHAIN:
+        job = record.member_job(rule, member)
+        if job is None or job.status != "done" or job.seconds is None:
+            return None
+        total += job.seconds
+    return total

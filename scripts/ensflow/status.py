@@ -1,0 +1,159 @@
+"""`ensflow status`: where a cycle stands, from the files its jobs leave, in a dozen lines.
+
+Computed (`cycle_status`) apart from printed (`format_status`), so the numbers can be
+tested and reused; it reads logs and receipts only, so it is safe to run beside a live run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .run_record import CHAIN, GPU_RULE, CycleRecord, chain_seconds, load_cycle, member_state, stage_state
+from .runlock import active_pids
+
+
+@dataclass(frozen=True)
+class StageCount:
+    stage: str
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+    waiting: int = 0
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    name: str
+    rule: str
+    member: int | None
+    seconds: float  # since its log's start line
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    name: str
+    rule: str
+    member: int | None
+    error: str
+    log: str
+
+
+@dataclass
+class CycleStatus:
+    cycle: str
+    members: int
+    done: int
+    stages: list[StageCount]
+    other: StageCount  # every job outside the per-member chain
+    running: list[RunningJob] = field(default_factory=list)
+    failed: list[FailedJob] = field(default_factory=list)
+    failed_members: list[int] = field(default_factory=list)
+    live_pids: list[int] = field(default_factory=list)
+    median_chain_s: float | None = None
+    parallelism: int = 1
+    eta_s: float | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self.members - self.done
+
+
+def _parallelism(settings: Settings, running_forecasts: int) -> int:
+    """Members that go through inference at once: those running now, or the GPU slots configured."""
+    fc = settings.raw.get("forecast", {})
+    slots = int(fc["gpus"]) * max(1, int(fc.get("members_per_gpu") or 1)) if fc.get("gpus") else 0
+    return max(1, running_forecasts, slots)
+
+
+def _rel(path: Path, workdir: Path) -> str:
+    try:
+        return str(path.relative_to(workdir))
+    except ValueError:
+        return str(path)
+
+
+def status_from(record: CycleRecord, settings: Settings, now: dt.datetime,
+                live_pids: list[int]) -> CycleStatus:
+    """The status of a cycle already read from disk (see `cycle_status`)."""
+    members = record.members
+    stages = []
+    for rule in CHAIN:
+        states = [stage_state(record, rule, m) for m in members]
+        stages.append(StageCount(rule, *(states.count(s) for s in ("done", "running", "failed", "waiting"))))
+    others = [j for j in record.jobs if j.rule not in CHAIN]
+    other = StageCount("other", done=sum(j.status == "done" for j in others),
+                       running=sum(j.status in ("running", "unknown") for j in others),
+                       failed=sum(j.status == "failed" for j in others))
+    done_members = [m for m in members if m in record.upload_receipts]
+    running = [RunningJob(j.name, j.rule, j.member, max(0.0, (now - j.started).total_seconds()))
+               for j in record.jobs if j.status == "running" and j.started
+               and not (j.member in record.upload_receipts and j.rule in CHAIN)]
+    failed = [FailedJob(j.name, j.rule, j.member, j.error or "failed", _rel(j.log, record.workdir))
+              for j in record.jobs if j.status == "failed"
+              and not (j.member in record.upload_receipts and j.rule in CHAIN)]
+    chains = [s for m in done_members if (s := chain_seconds(record, m)) is not None]
+    running_forecasts = sum(r.rule == GPU_RULE for r in running) if live_pids else 0
+    status = CycleStatus(
+        cycle=record.cycle, members=len(members), done=len(done_members), stages=stages, other=other,
+        running=running, failed=failed,
+        failed_members=[m for m in members if member_state(record, m) == "failed"],
+        live_pids=live_pids, parallelism=_parallelism(settings, running_forecasts))
+    if chains:
+        status.median_chain_s = statistics.median(chains)
+        status.eta_s = status.remaining * status.median_chain_s / status.parallelism
+    return status
+
+
+def cycle_status(settings: Settings, workdir: Path, now: dt.datetime | None = None,
+                 live_pids: list[int] | None = None) -> CycleStatus:
+    """Members done / running / failed / waiting per stage, and an ETA for the rest.
+
+    ETA = members not yet uploaded x median chain seconds (prepare_input + fetch_input +
+    forecast + upload) of finished members / parallelism; unknown until one member finished.
+    """
+    workdir = Path(workdir)
+    if live_pids is None:
+        live_pids = active_pids(workdir, settings.cycle)
+    return status_from(load_cycle(settings, workdir), settings, now or dt.datetime.now(), live_pids)
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def format_status(st: CycleStatus) -> str:
+    live = (f"run active (pid {', '.join(map(str, st.live_pids))})" if st.live_pids
+            else "no run active")
+    lines = [f"cycle {st.cycle}: {st.done}/{st.members} members uploaded; {live}",
+             f"{'stage':<15}{'done':>6}{'running':>9}{'failed':>8}{'waiting':>9}   of {st.members}"]
+    for s in st.stages:
+        lines.append(f"{s.stage:<15}{s.done:>6}{s.running:>9}{s.failed:>8}{s.waiting:>9}")
+    o = st.other
+    lines.append(f"other jobs: {o.done} done, {o.running} running, {o.failed} failed")
+    if st.running:
+        what = "running" if st.live_pids else "unfinished (no run active: killed or interrupted)"
+        lines.append(f"{what}:")
+        lines += [f"  {r.name:<28} {_duration(r.seconds)}" for r in st.running]
+    if st.failed:
+        lines.append("failed:")
+        lines += [f"  {f.name:<28} {f.error}  ({f.log})" for f in st.failed]
+    if st.remaining == 0:
+        lines.append("all members uploaded")
+    elif st.eta_s is None:
+        lines.append("ETA unknown (no member has finished yet)")
+    else:
+        lines.append(f"ETA {_duration(st.eta_s)}: {st.remaining} member(s) left x median chain "
+                     f"{_duration(st.median_chain_s or 0.0)} / {st.parallelism} in parallel")
+    return "\n".join(lines)
+
+
+def main_status(settings: Settings, workdir: Path) -> int:
+    print(format_status(cycle_status(settings, Path(workdir))))
+    return 0
