@@ -12,6 +12,16 @@ def test_cycle_spellings_normalise(given):
     assert normalise_cycle(given) == "20251127_0000"
 
 
+def test_cycle_from_the_command_line():
+    """`snakemake --config cycle=20251127_0000` hands the workflow the integer 202511270000."""
+    import yaml
+    from snakemake.cli import parse_config
+
+    given = parse_config(["cycle=20251127_0000"])["cycle"]
+    assert normalise_cycle(given) == "20251127_0000"
+    assert normalise_cycle(yaml.safe_load("20251127_1200")) == "20251127_1200"
+
+
 def test_cycle_keeps_hour():
     assert parse_cycle("2025-11-27T12:00") == dt.datetime(2025, 11, 27, 12)
     assert normalise_cycle("20251127_1800") == "20251127_1800"

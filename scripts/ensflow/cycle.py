@@ -9,6 +9,9 @@ from .errors import ConfigError
 
 CYCLE_FORMAT = "%Y%m%d_%H%M"
 _CANONICAL = re.compile(r"^\d{8}_\d{4}$")
+# `--config cycle=20251127_0000` reaches us as the integer 202511270000: Python's int()
+# and YAML both read the underscore as a digit separator.
+_COMPACT = re.compile(r"^\d{12}$")
 _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?(?:Z|\+00:?00)?$")
 CYCLE_HOURS = (0, 6, 12, 18)
 
@@ -20,6 +23,8 @@ def parse_cycle(value: object) -> dt.datetime:
     try:
         if _CANONICAL.match(text):
             when = dt.datetime.strptime(text, CYCLE_FORMAT)
+        elif _COMPACT.match(text):
+            when = dt.datetime.strptime(text, "%Y%m%d%H%M")
         elif m := _ISO.match(text):
             y, mo, d, h, mi, s = (int(g) if g else 0 for g in m.groups())
             when = dt.datetime(y, mo, d, h, mi, s)
