@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: demo test lint bench clean-demo
 
 $(STAMP): pyproject.toml envs/bootstrap.sh
-	bash envs/bootstrap.sh $(VENV) dev
+	bash envs/bootstrap.sh $(VENV) inference,cluster,dev
 	touch $@
 
 ## Run the embedded demo cycle end to end (resumes a partial run).

@@ -2,7 +2,7 @@
 # Make the project's virtual environment with any Python >= 3.12 found on this machine.
 set -euo pipefail
 venv=${1:-.venv}
-extras=${2:-dev}
+extras=${2:-inference,cluster,dev}
 
 ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; }
 

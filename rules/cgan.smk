@@ -17,7 +17,7 @@ rule cgan_index:
         "logs/{cycle}/cgan_index/step_{step}.log",
     retries: 2
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/cgan_index.py"
 
@@ -30,7 +30,7 @@ rule cgan_setup:
     log:
         "logs/{cycle}/cgan_setup.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/cgan_setup.py"
 
@@ -47,7 +47,7 @@ rule cgan_batch:
         "benchmarks/{cycle}/cgan_batch/batch_{batch}.tsv"
     retries: 1
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     threads: config["cgan"]["decode_workers"]
     script:
         "../scripts/cgan_batch.py"
@@ -62,7 +62,7 @@ rule cgan_publish:
     log:
         "logs/{cycle}/cgan_publish.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/cgan_publish.py"
 
@@ -78,7 +78,7 @@ rule cgan_netcdf:
     benchmark:
         "benchmarks/{cycle}/cgan_netcdf.tsv"
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/cgan_netcdf.py"
 

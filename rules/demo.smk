@@ -7,7 +7,7 @@ rule demo_checkpoint:
     log:
         "logs/demo_checkpoint.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/gpu.yaml"
     script:
         "../scripts/demo_checkpoint.py"
 
@@ -20,6 +20,6 @@ rule demo_mirror:
     log:
         "logs/{cycle}/demo_mirror.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/gpu.yaml"
     script:
         "../scripts/demo_mirror.py"

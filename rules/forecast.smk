@@ -13,7 +13,7 @@ rule checkpoint_record:
     log:
         "logs/{cycle}/checkpoint_record.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/gpu.yaml"
     script:
         "../scripts/checkpoint_record.py"
 
@@ -29,7 +29,7 @@ rule forecast:
         "benchmarks/{cycle}/forecast/member_{member}.tsv"
     priority: 20
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/gpu.yaml"
     resources:
         gpu=1,
     script:
@@ -48,7 +48,8 @@ rule upload:
     benchmark:
         "benchmarks/{cycle}/upload/member_{member}.tsv"
     priority: 30
+    retries: 2
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/gpu.yaml"
     script:
         "../scripts/upload.py"

@@ -12,8 +12,9 @@ rule prepare_input:
     benchmark:
         "benchmarks/{cycle}/prepare_input/member_{member}.tsv"
     priority: 5
+    retries: 2
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/prepare_input.py"
 
@@ -28,7 +29,8 @@ rule fetch_input:
     benchmark:
         "benchmarks/{cycle}/fetch_input/member_{member}.tsv"
     priority: 10
+    retries: 2
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/gpu.yaml"
     script:
         "../scripts/fetch_input.py"

@@ -9,6 +9,6 @@ rule preflight:
     log:
         "logs/{cycle}/preflight_{stage}.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/gpu.yaml"
     script:
         "../scripts/preflight.py"

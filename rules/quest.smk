@@ -12,7 +12,7 @@ rule quest_member_fields:
         "benchmarks/{cycle}/quest_member_fields/member_{member}.tsv"
     retries: 2
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/quest_member_fields.py"
 
@@ -25,7 +25,7 @@ rule quest_setup:
     log:
         "logs/{cycle}/quest_setup.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/quest_setup.py"
 
@@ -39,7 +39,7 @@ rule quest_member:
     log:
         "logs/{cycle}/quest_member/member_{member}.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/quest_member.py"
 
@@ -53,7 +53,7 @@ rule quest_publish:
     log:
         "logs/{cycle}/quest_publish.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/quest_publish.py"
 
@@ -66,7 +66,7 @@ rule quest_climatology:
     log:
         "logs/{cycle}/quest_climatology.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/quest_climatology.py"
 
@@ -87,7 +87,7 @@ rule quest_products:
     benchmark:
         "benchmarks/{cycle}/quest_products.tsv"
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/quest_products.py"
 
@@ -100,7 +100,7 @@ rule quest_maps:
     log:
         "logs/{cycle}/quest_maps.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/quest_maps.py"
 
@@ -114,7 +114,7 @@ rule quest_upload_prepare:
     log:
         "logs/{cycle}/quest_upload_prepare.log",
     conda:
-        "../envs/ensflow.yaml"
+        "../envs/cpu.yaml"
     script:
         "../scripts/quest_upload_prepare.py"
 
