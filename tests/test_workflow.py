@@ -328,14 +328,18 @@ def parse_dry_run(text: str) -> list[dict]:
     return jobs
 
 
-def test_operational_dry_run_needs_no_network_or_credentials(tmp_path):
+@pytest.mark.parametrize("profile", ["profiles/default", "profiles/gpu"])
+def test_operational_dry_run_needs_no_network_or_credentials(tmp_path, profile):
+    """Also proves each local profile is one Snakemake accepts (profiles/kubernetes:
+    tests/test_kubernetes.py)."""
     work = copy_workflow(tmp_path / "wf")
     env = run_env()
     for k in list(env):
         if k.startswith(("AWS_", "GOOGLE_", "STORAGE_EMULATOR", "CLOUDSDK")):
             env.pop(k)
     env.update(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
-    result = snakemake(work, "-n", "--configfile", "config/operational.yaml", env=env)
+    result = snakemake(work, "-n", "--workflow-profile", profile,
+                       "--configfile", "config/operational.yaml", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = parse_dry_run(result.stdout + result.stderr)
     counts: dict[str, int] = {}
