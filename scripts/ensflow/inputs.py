@@ -36,7 +36,7 @@ def prepare_input(settings: Settings, member: int, receipt_path: str | Path) -> 
              "already there" if sent.skipped else f"{sent.seconds:.1f}s")
     receipts.write(receipt_path, {
         "cycle": settings.cycle, "member": member, "object": sent.info.url,
-        "size": sent.info.size, "crc32c": sent.info.crc32c,
+        "size": sent.info.size, "crc32c": sent.info.crc32c, "skipped": sent.skipped,
         "fields": [f.name for f in info.input_fields], "grid": info.grid,
         "dates": [d.isoformat() for d in input_state.input_dates(
             cycle_datetime(settings.cycle), info.timestep_hours)],
