@@ -25,6 +25,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_grib_write.py
 	$(BIN)/python bench/bench_member_chain.py
+	$(BIN)/python bench/bench_purge.py
 
 clean-demo:
 	rm -rf results logs benchmarks scratch bucket demo stores .snakemake
