@@ -204,25 +204,36 @@ def test_status_of_a_half_finished_cycle(tree):
     assert st.failed_members == [4]
     assert {f.name: f.error for f in st.failed} == {"fetch_input member_004": "checksum <abc> does not match",
                                                     "cgan_setup": "ValueError: bad step"}
-    chains = sorted(sum(c) for c in CHAINS.values())  # 160, 260
-    assert st.median_chain_s == pytest.approx(sum(chains) / 2)
+    # Inference paces the ETA: forecasts took 100 s and 200 s, member 3's has run 60 s of
+    # the median 150 s, member 4 failed (not redone in this run), then one 30 s upload.
+    assert (st.median_forecast_s, st.median_upload_s, st.to_infer) == (150.0, 30.0, 0)
     assert st.parallelism == 1  # one forecast running, no GPU count configured
-    assert st.eta_s == pytest.approx(2 * 210.0 / 1)
+    assert st.eta_s == pytest.approx((150.0 - 60.0) / 1 + 30.0)
     text = status.format_status(st)
-    assert "2/4 members uploaded" in text and "ETA 7m00s" in text and "checksum <abc>" in text
+    assert "2/4 members uploaded" in text and "ETA 2m00s" in text and "checksum <abc>" in text
     assert "forecast member_003" in text and "1m00s" in text
 
 
 def test_status_parallelism_from_gpu_slots_and_no_live_run(tree):
     st = status.cycle_status(settings(gpus=2), tree, now=NOW, live_pids=[])
     assert st.parallelism == 4  # 2 GPUs x 2 members per GPU
-    assert st.eta_s == pytest.approx(2 * 210.0 / 4)
+    assert st.eta_s == pytest.approx((150.0 - 60.0) / 4 + 30.0)
     assert "no run active" in status.format_status(st) and "unfinished" in status.format_status(st)
 
 
-def test_eta_unknown_until_a_member_finished(tree):
+def test_eta_counts_members_still_to_infer(tree):
+    """Member 4 fixed and waiting again: one more inference ahead of the last upload."""
+    (tree / "logs" / CYCLE / "fetch_input" / "member_004.log").unlink()
+    st = status.cycle_status(settings(), tree, now=NOW, live_pids=[4242])
+    assert st.to_infer == 1 and st.failed_members == []
+    assert st.eta_s == pytest.approx((150.0 + 90.0) / 1 + 30.0)
+
+
+def test_eta_unknown_until_a_forecast_finished(tree):
     for p in (tree / "results" / CYCLE / "receipts").glob("forecast_member_*.json"):
         p.unlink()
+    for m in CHAINS:
+        (tree / "logs" / CYCLE / "forecast" / f"member_{m:03d}.log").unlink()
     st = status.cycle_status(settings(), tree, now=NOW, live_pids=[])
     assert st.done == 0 and st.eta_s is None
     assert "ETA unknown" in status.format_status(st)

@@ -364,13 +364,3 @@ def member_state(record: CycleRecord, member: int) -> MemberState:
         return "running"
     return "waiting"
 
-
-def chain_seconds(record: CycleRecord, member: int) -> float | None:
-    """Seconds a finished member's chain took (sum of its four jobs), None if not known."""
-    total = 0.0
-    for rule in CHAIN:
-        job = record.member_job(rule, member)
-        if job is None or job.status != "done" or job.seconds is None:
-            return None
-        total += job.seconds
-    return total

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Settings
-from .run_record import CHAIN, GPU_RULE, CycleRecord, chain_seconds, load_cycle, member_state, stage_state
+from .run_record import CHAIN, GPU_RULE, CycleRecord, load_cycle, member_state, stage_state
 from .runlock import active_pids
 
 
@@ -53,7 +53,9 @@ class CycleStatus:
     failed: list[FailedJob] = field(default_factory=list)
     failed_members: list[int] = field(default_factory=list)
     live_pids: list[int] = field(default_factory=list)
-    median_chain_s: float | None = None
+    median_forecast_s: float | None = None
+    median_upload_s: float | None = None
+    to_infer: int = 0  # members whose inference has not started
     parallelism: int = 1
     eta_s: float | None = None
 
@@ -76,6 +78,11 @@ def _rel(path: Path, workdir: Path) -> str:
         return str(path)
 
 
+def _done_seconds(record: CycleRecord, rule: str) -> list[float]:
+    return [j.seconds for j in record.jobs
+            if j.rule == rule and j.status == "done" and j.seconds is not None]
+
+
 def status_from(record: CycleRecord, settings: Settings, now: dt.datetime,
                 live_pids: list[int]) -> CycleStatus:
     """The status of a cycle already read from disk (see `cycle_status`)."""
@@ -95,16 +102,24 @@ def status_from(record: CycleRecord, settings: Settings, now: dt.datetime,
     failed = [FailedJob(j.name, j.rule, j.member, j.error or "failed", _rel(j.log, record.workdir))
               for j in record.jobs if j.status == "failed"
               and not (j.member in record.upload_receipts and j.rule in CHAIN)]
-    chains = [s for m in done_members if (s := chain_seconds(record, m)) is not None]
     running_forecasts = sum(r.rule == GPU_RULE for r in running) if live_pids else 0
+    failed_members = [m for m in members if member_state(record, m) == "failed"]
     status = CycleStatus(
         cycle=record.cycle, members=len(members), done=len(done_members), stages=stages, other=other,
-        running=running, failed=failed,
-        failed_members=[m for m in members if member_state(record, m) == "failed"],
-        live_pids=live_pids, parallelism=_parallelism(settings, running_forecasts))
-    if chains:
-        status.median_chain_s = statistics.median(chains)
-        status.eta_s = status.remaining * status.median_chain_s / status.parallelism
+        running=running, failed=failed, failed_members=failed_members, live_pids=live_pids,
+        parallelism=_parallelism(settings, running_forecasts))
+    forecasts = _done_seconds(record, GPU_RULE)
+    uploads = _done_seconds(record, "upload")
+    status.to_infer = sum(stage_state(record, GPU_RULE, m) == "waiting" for m in members
+                          if m not in failed_members)
+    if forecasts and status.remaining > len(failed_members):
+        # Inference paces the cycle: downloads and uploads overlap it, except the last upload.
+        status.median_forecast_s = statistics.median(forecasts)
+        status.median_upload_s = statistics.median(uploads) if uploads else 0.0
+        in_flight = sum(max(0.0, status.median_forecast_s - r.seconds)
+                        for r in running if r.rule == GPU_RULE)
+        status.eta_s = ((status.to_infer * status.median_forecast_s + in_flight) / status.parallelism
+                        + status.median_upload_s)
     return status
 
 
@@ -112,8 +127,10 @@ def cycle_status(settings: Settings, workdir: Path, now: dt.datetime | None = No
                  live_pids: list[int] | None = None) -> CycleStatus:
     """Members done / running / failed / waiting per stage, and an ETA for the rest.
 
-    ETA = members not yet uploaded x median chain seconds (prepare_input + fetch_input +
-    forecast + upload) of finished members / parallelism; unknown until one member finished.
+    ETA: inference paces a cycle (downloads and uploads overlap it), so it is the members
+    still to infer x the median forecast time, plus what the running inferences have left,
+    over the parallelism, plus one median upload for the last member; unknown until a
+    forecast has finished.
     """
     workdir = Path(workdir)
     if live_pids is None:
@@ -146,11 +163,14 @@ def format_status(st: CycleStatus) -> str:
         lines += [f"  {f.name:<28} {f.error}  ({f.log})" for f in st.failed]
     if st.remaining == 0:
         lines.append("all members uploaded")
+    elif st.remaining == len(st.failed_members):
+        lines.append("every member left has failed: fix the cause and run the same command again")
     elif st.eta_s is None:
-        lines.append("ETA unknown (no member has finished yet)")
+        lines.append("ETA unknown (no forecast has finished yet)")
     else:
-        lines.append(f"ETA {_duration(st.eta_s)}: {st.remaining} member(s) left x median chain "
-                     f"{_duration(st.median_chain_s or 0.0)} / {st.parallelism} in parallel")
+        lines.append(f"ETA {_duration(st.eta_s)}: {st.to_infer} member(s) to infer x median forecast "
+                     f"{_duration(st.median_forecast_s or 0.0)} (+ running ones) / {st.parallelism} "
+                     f"in parallel + one upload {_duration(st.median_upload_s or 0.0)}")
     return "\n".join(lines)
 
 
