@@ -44,9 +44,15 @@ rule all:
 
 # Hooks run in the main Snakemake process only, never in a dry-run. The marker tells
 # `ensflow purge` that this cycle is in use; the report is written after every run,
-# finished or failed.
+# finished or failed (on a cluster, from the jobs' files under the storage prefix).
 from ensflow.report import write_run_report
 from ensflow.runlock import clear_active, mark_active
+
+STORAGE_PREFIX = (
+    workflow.storage_settings.default_storage_prefix
+    if workflow.storage_settings.default_storage_provider
+    else None
+)
 
 
 onstart:
@@ -55,9 +61,9 @@ onstart:
 
 onsuccess:
     clear_active(Path.cwd(), CYCLE)
-    write_run_report(SETTINGS, Path.cwd())
+    write_run_report(SETTINGS, Path.cwd(), STORAGE_PREFIX)
 
 
 onerror:
     clear_active(Path.cwd(), CYCLE)
-    write_run_report(SETTINGS, Path.cwd())
+    write_run_report(SETTINGS, Path.cwd(), STORAGE_PREFIX)

@@ -263,3 +263,28 @@ def test_main_report_to_a_chosen_file_and_refuses_an_empty_cycle(tree, tmp_path,
     assert str(out) in capsys.readouterr().out
     with pytest.raises(EnsflowError, match="nothing to report"):
         report.main_report(settings(), tmp_path / "nothing", None)
+
+
+def test_report_and_status_of_a_cluster_run_read_the_storage_prefix(tree, tmp_path, gcs_env, capsys):
+    """On a cluster the jobs' files live under Snakemake's storage prefix, not locally:
+    the same report comes out of a mirror of them (on the GCS emulator here)."""
+    from ensflow import storage
+
+    prefix = "gs://ensflow-test/report-prefix"
+    local = report.write_run_report(settings(), tree)
+    expected = json.loads(local.with_suffix(".json").read_text())
+    files = [p for p in tree.rglob("*") if p.is_file() and not p.name.startswith("report.")]
+    storage.put_files([(p, f"{prefix}/{p.relative_to(tree).as_posix()}") for p in files], parallel=8)
+
+    submit = tmp_path / "submit"  # the submitting machine: nothing of the run on its disk
+    path = report.write_run_report(settings(), submit, storage_prefix=prefix)
+    assert path == submit / "results" / CYCLE / "report.html"
+    got = json.loads(path.with_suffix(".json").read_text())
+    for key in ("rules", "member_table", "bytes", "cost", "maps", "checkpoint_sha256", "snapshots"):
+        assert got[key] == expected[key], key
+    assert [(j["rule"], j["label"], j["seconds"]) for j in got["jobs"]] == [
+        (j["rule"], j["label"], j["seconds"]) for j in expected["jobs"]]
+    assert path.read_text().count("data:image/png;base64,") == 2
+
+    assert status.main_status(settings(), submit, storage_prefix=prefix) == 0
+    assert "2/4 members uploaded" in capsys.readouterr().out

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(p_status)
     p_report = sub.add_parser("report", help="write the cycle's HTML run report")
     _config_args(p_report)
+    for p in (p_status, p_report):
+        p.add_argument("--storage-prefix", help="read the jobs' files from Snakemake's default storage "
+                       "prefix (a cluster run), e.g. gs://aifs-ens-forecasts/ensflow")
     p_report.add_argument("-o", "--output", help="where to write it (default results/<cycle>/report.html)")
     p_purge = sub.add_parser("purge", help="list (default) or remove a cycle's local and bucket data")
     _config_args(p_purge)
@@ -86,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             return run(rest, Path(args.directory))
         if args.command == "status":
             from .status import main_status
-            return main_status(_settings(args), Path(args.directory))
+            return main_status(_settings(args), Path(args.directory), args.storage_prefix)
         if args.command == "report":
             from .report import main_report
-            return main_report(_settings(args), Path(args.directory), args.output)
+            return main_report(_settings(args), Path(args.directory), args.output, args.storage_prefix)
         if args.command == "purge":
             from .retention import main_purge
             return main_purge(_settings(args), Path(args.directory), delete=args.yes)

@@ -20,7 +20,16 @@ from typing import Any
 from .config import Settings
 from .errors import EnsflowError
 from .provenance import code_version
-from .run_record import CHAIN, GPU_RULE, CycleRecord, Job, load_cycle, member_state
+from .run_record import (
+    CHAIN,
+    GPU_RULE,
+    CycleRecord,
+    Job,
+    load_cycle,
+    member_state,
+    mirror_from_storage,
+    results_dir,
+)
 
 log = logging.getLogger("ensflow.report")
 
@@ -383,12 +392,21 @@ def _write_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def build(settings: Settings, workdir: Path, output: Path | None = None) -> Path | None:
-    """Write report.html and report.json for the cycle; None when the cycle left nothing to read."""
-    record = load_cycle(settings, Path(workdir))
+def build(settings: Settings, workdir: Path, output: Path | None = None,
+          storage_prefix: str | None = None) -> Path | None:
+    """Write report.html and report.json for the cycle; None when the cycle left nothing to read.
+
+    With `storage_prefix` (a cluster run), the jobs' files are read from there.
+    """
+    workdir = Path(workdir)
+    source = workdir
+    if storage_prefix:
+        source = mirror_from_storage(storage_prefix, settings,
+                                     workdir / ".snakemake" / "ensflow-mirror" / settings.cycle)
+    record = load_cycle(settings, source)
     if not any(not j.shared for j in record.jobs) and not record.receipts:
         return None
-    output = output or record.results / REPORT_NAME
+    output = output or results_dir(settings, workdir) / REPORT_NAME
     summary = summarise(record, settings)
     numbers = output.with_suffix(".json")
     if numbers == output:
@@ -398,10 +416,10 @@ def build(settings: Settings, workdir: Path, output: Path | None = None) -> Path
     return output
 
 
-def write_run_report(settings: Settings, workdir: Path) -> Path | None:
+def write_run_report(settings: Settings, workdir: Path, storage_prefix: str | None = None) -> Path | None:
     """The hook's entry: write the report, or warn; the run's outcome is never changed by it."""
     try:
-        path = build(settings, Path(workdir))
+        path = build(settings, Path(workdir), storage_prefix=storage_prefix)
     except Exception as exc:  # the report is a by-product; a run must not fail for it
         log.warning("run report for cycle %s not written: %s: %s", settings.cycle,
                     type(exc).__name__, exc)
@@ -413,15 +431,17 @@ def write_run_report(settings: Settings, workdir: Path) -> Path | None:
     return path
 
 
-def main_report(settings: Settings, workdir: Path, output: str | None) -> int:
+def main_report(settings: Settings, workdir: Path, output: str | None,
+                storage_prefix: str | None = None) -> int:
     """`ensflow report`: write the report (default results/<cycle>/report.html) and print where."""
     workdir = Path(workdir)
     out = None
     if output:
         out = Path(output) if Path(output).is_absolute() else Path.cwd() / output
-    path = build(settings, workdir, out)
+    path = build(settings, workdir, out, storage_prefix)
     if path is None:
+        where = f"{storage_prefix}/" if storage_prefix else f"{workdir}/"
         raise EnsflowError(f"cycle {settings.cycle}: nothing to report (no logs under "
-                           f"{workdir / 'logs' / settings.cycle}, no receipts)")
+                           f"{where}logs/{settings.cycle}, no receipts)")
     print(path)
     return 0

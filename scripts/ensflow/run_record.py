@@ -364,3 +364,33 @@ def member_state(record: CycleRecord, member: int) -> MemberState:
         return "running"
     return "waiting"
 
+
+# What the report and status read; products (NetCDF, forks, npz) stay in storage.
+MIRRORED_SUFFIXES = (".log", ".tsv", ".json", ".png")
+
+
+def mirror_from_storage(prefix: str, settings: Settings, dest: Path) -> Path:
+    """Copy a cycle's logs, benchmarks and records from Snakemake's storage prefix to `dest`.
+
+    On a cluster (`--default-storage-provider`) every job's files live under the prefix, not
+    on the submitting machine; a local mirror with the same layout lets the same code read them.
+    """
+    from . import storage
+
+    storage.ensure_configured(storage.options_from_config(settings.raw))
+    prefix = prefix.rstrip("/")
+    cycle = settings.cycle
+    results = str(settings.raw.get("results", "results")).strip("/")
+    for sub in (f"{LOGS}/{cycle}", f"{BENCHMARKS}/{cycle}", f"{LOGS}", f"{results}/{cycle}"):
+        base = f"{prefix}/{sub}/"
+        for info in storage.list_prefix(base):
+            relative = info.url[len(f"{prefix}/"):]
+            if sub == LOGS and "/" in relative[len(LOGS) + 1:]:
+                continue  # only the cycle-less logs/*.log at this level
+            if not relative.endswith(MIRRORED_SUFFIXES):
+                continue
+            local = dest / relative
+            if local.is_file() and local.stat().st_size == info.size and not relative.endswith(".log"):
+                continue
+            storage.get_file(info.url, local)
+    return dest

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Settings
-from .run_record import CHAIN, GPU_RULE, CycleRecord, load_cycle, member_state, stage_state
+from .run_record import (
+    CHAIN,
+    GPU_RULE,
+    CycleRecord,
+    load_cycle,
+    member_state,
+    mirror_from_storage,
+    stage_state,
+)
 from .runlock import active_pids
 
 
@@ -174,6 +182,12 @@ def format_status(st: CycleStatus) -> str:
     return "\n".join(lines)
 
 
-def main_status(settings: Settings, workdir: Path) -> int:
-    print(format_status(cycle_status(settings, Path(workdir))))
+def main_status(settings: Settings, workdir: Path, storage_prefix: str | None = None) -> int:
+    workdir = Path(workdir)
+    live = active_pids(workdir, settings.cycle)
+    source = workdir
+    if storage_prefix:
+        source = mirror_from_storage(storage_prefix, settings,
+                                     workdir / ".snakemake" / "ensflow-mirror" / settings.cycle)
+    print(format_status(cycle_status(settings, source, live_pids=live)))
     return 0
