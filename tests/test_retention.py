@@ -296,3 +296,41 @@ def test_demo_cycle_is_purged_from_the_gcs_bucket_and_disk(demo_run, monkeypatch
     assert {d: tree(work / d) for d in ("stores", "demo")} == untouched
     record = json.loads((work / "results" / "purged" / f"{DEMO_CYCLE}.json").read_text())
     assert record["freed_bytes"] == record["planned_bytes"] == total
+
+
+def test_a_cluster_cycle_is_purged_from_the_storage_prefix(work, gcs_env, capsys):
+    """A Kubernetes run keeps Snakemake's files (receipts, logs, benchmarks, products)
+    under the storage prefix: they are the cycle's lineage there, and its receipts name
+    the bucket objects to delete."""
+    prefix = "gs://ensflow-test/purge-cluster"
+    receipted, unreceipted, _ = expected_items(work, CYCLE)
+    uploaded = {}
+    for d in ("results", "logs", "benchmarks"):
+        for path in sorted((work / d / CYCLE).rglob("*")):
+            if path.is_file():
+                url = f"{prefix}/{path.relative_to(work).as_posix()}"
+                storage.put_file(path, url)
+                uploaded[url] = path.stat().st_size
+        shutil.rmtree(work / d / CYCLE)  # nothing of the run on the submitting machine
+    other_cycle = f"{prefix}/results/{OTHER}/receipts/input_member_001.json"
+    storage.put_file(work / "results" / OTHER / "receipts" / "input_member_001.json", other_cycle)
+
+    assert purge(work, CYCLE, "--storage-prefix", prefix) == 0
+    listed = printed_items(capsys.readouterr().out)
+    assert {u for u in listed if u.startswith(prefix)} == set(uploaded)
+    assert receipted | unreceipted <= set(listed)
+    assert storage.stat(next(iter(uploaded))) is not None  # the dry-run deleted nothing
+    bucket_bytes = sum(Path(u.removeprefix("file://")).stat().st_size for u in receipted | unreceipted)
+    local_bytes = sum(p.stat().st_size for d in (work / "scratch" / CYCLE,
+                                                  work / ".snakemake" / "ensflow-mirror" / CYCLE)
+                      for p in d.rglob("*") if p.is_file())
+
+    assert purge(work, CYCLE, "--storage-prefix", prefix, "--yes") == 0
+    out = capsys.readouterr().out
+    assert not storage.list_prefix(f"{prefix}/results/{CYCLE}/")
+    assert not storage.list_prefix(f"{prefix}/logs/{CYCLE}/")
+    assert not any(Path(u.removeprefix("file://")).exists() for u in receipted | unreceipted)
+    assert storage.stat(other_cycle) is not None and (work / "bucket" / OTHER).is_dir()
+    freed, planned = map(int, re.search(r"freed (\d+) bytes \(.*\) of (\d+) planned", out).groups())
+    assert freed == planned == sum(uploaded.values()) + bucket_bytes + local_bytes
+    assert not (work / ".snakemake" / "ensflow-mirror" / CYCLE).exists()

@@ -72,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(p_status)
     p_report = sub.add_parser("report", help="write the cycle's HTML run report")
     _config_args(p_report)
-    for p in (p_status, p_report):
-        p.add_argument("--storage-prefix", help="read the jobs' files from Snakemake's default storage "
-                       "prefix (a cluster run), e.g. gs://aifs-ens-forecasts/ensflow")
     p_report.add_argument("-o", "--output", help="where to write it (default results/<cycle>/report.html)")
     p_purge = sub.add_parser("purge", help="list (default) or remove a cycle's local and bucket data")
     _config_args(p_purge)
     p_purge.add_argument("--yes", action="store_true", help="really delete (default: dry-run)")
+    for p in (p_status, p_report, p_purge):
+        p.add_argument("--storage-prefix", help="read the jobs' files from Snakemake's default storage "
+                       "prefix (a cluster run), e.g. gs://aifs-ens-forecasts/ensflow")
     args, rest = parser.parse_known_args(argv)
     if args.command != "run" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return main_report(_settings(args), Path(args.directory), args.output, args.storage_prefix)
         if args.command == "purge":
             from .retention import main_purge
-            return main_purge(_settings(args), Path(args.directory), delete=args.yes)
+            return main_purge(_settings(args), Path(args.directory), delete=args.yes,
+                              storage_prefix=args.storage_prefix)
     except EnsflowError as exc:
         log.error("%s", exc)
         return 1

@@ -25,9 +25,10 @@ from .config import Settings
 from .errors import EnsflowError, StorageError
 from .naming import join_url
 from .provenance import code_version
+from .run_record import mirror_from_storage
 from .runlock import active_pids
 
-Kind = Literal["receipted", "unreceipted", "local"]
+Kind = Literal["receipted", "unreceipted", "workflow", "local"]
 RECEIPT_GLOBS = ("input_member_*.json", "forecast_member_*.json")
 PREFLIGHT_PROBE = ".ensflow-preflight"  # preflight.check_bucket's probe, left by a killed preflight
 STORE_NOTE = (
@@ -72,6 +73,8 @@ class PurgePlan:
     prefixes: list[str]
     receipted: list[Item] = field(default_factory=list)
     unreceipted: list[Item] = field(default_factory=list)
+    workflow: list[Item] = field(default_factory=list)  # Snakemake's files under a storage prefix
+    workflow_receipts: str | None = None  # where the receipts among them live
     local: list[Item] = field(default_factory=list)
     local_roots: list[Path] = field(default_factory=list)
     receipt_dir: Path | None = None
@@ -87,7 +90,7 @@ class PurgePlan:
 
     @property
     def items(self) -> list[Item]:
-        return self.bucket_items + self.local
+        return self.bucket_items + self.workflow + self.local
 
     @property
     def total_bytes(self) -> int:
@@ -244,14 +247,28 @@ def _demo_inputs(settings: Settings, workdir: Path, results: Path) -> list[Kept]
     return kept
 
 
-def plan_purge(settings: Settings, workdir: Path) -> PurgePlan:
-    """Find the cycle's lineage: receipted objects, unreceipted ensflow objects, local dirs."""
+def plan_purge(settings: Settings, workdir: Path, storage_prefix: str | None = None) -> PurgePlan:
+    """Find the cycle's lineage: receipted objects, unreceipted ensflow objects, local dirs.
+
+    With `storage_prefix` (a cluster run: Snakemake's files in a bucket), the cycle's
+    receipts are read from there and its results, logs and benchmarks there are part of it.
+    """
     workdir = Path(os.path.abspath(workdir))
     cycle, cfg = settings.cycle, settings.raw
     results_base = local_path(cfg["results"], workdir)
     results = results_base / cycle
     configured = cycle_prefix(cfg["bucket"], cycle, workdir)
     receipt_dir = results / "receipts"
+    mirror = workdir / ".snakemake" / "ensflow-mirror" / cycle
+    workflow_prefixes: list[str] = []
+    if storage_prefix:
+        sp = storage_prefix.rstrip("/")
+        rel_results = str(cfg["results"]).strip("/")
+        workflow_prefixes = [f"{sp}/{rel_results}/{cycle}/", f"{sp}/logs/{cycle}/",
+                             f"{sp}/benchmarks/{cycle}/"]
+        mirror_from_storage(sp, settings, mirror)
+        results = mirror / rel_results / cycle  # receipts and publish records, as the run left them
+        receipt_dir = results / "receipts"
     plan = PurgePlan(cycle=cycle, workdir=workdir, prefixes=[configured], receipt_dir=receipt_dir,
                      active=active_pids(workdir, cycle),
                      record_path=results_base / "purged" / f"{cycle}.json")
@@ -295,12 +312,18 @@ def plan_purge(settings: Settings, workdir: Path) -> PurgePlan:
             size = found.size
         plan.receipted.append(Item("receipted", url, size, receipt))
 
+    for prefix in workflow_prefixes:
+        plan.workflow.extend(Item("workflow", info.url, info.size, "Snakemake's file")
+                             for info in _list(prefix))
+    if workflow_prefixes:
+        plan.workflow_receipts = workflow_prefixes[0] + "receipts/"
+
     stores = _stores(settings, workdir, results)
     plan.kept.extend(stores)
     store_dirs = [p for k in stores if (p := _file_url_path(k.location))]
     bucket_dirs = [p for prefix in plan.prefixes if (p := _file_url_path(prefix.rstrip("/")))]
-    roots = [results, workdir / "logs" / cycle, workdir / "benchmarks" / cycle,
-             local_path(cfg["scratch"], workdir) / cycle]
+    roots = [results_base / cycle, workdir / "logs" / cycle, workdir / "benchmarks" / cycle,
+             local_path(cfg["scratch"], workdir) / cycle, mirror]
     for root in dict.fromkeys(roots):
         if not os.path.lexists(root) or any(r in root.parents for r in plan.local_roots):
             continue
@@ -376,6 +399,18 @@ def execute_purge(plan: PurgePlan) -> PurgeResult:
 
     # Receipts are the only record of where an object lives: while one remains, keep them.
     keep_under = plan.receipt_dir if remaining else None
+    if plan.workflow:
+        keep_url = plan.workflow_receipts if remaining else None
+        wanted = [i for i in plan.workflow if not (keep_url and i.location.startswith(keep_url))]
+        errors += [e for e in _parallel(_delete_object, wanted) if e]
+        checks = _parallel(_still_there, plan.workflow)
+        for item, check in zip(plan.workflow, checks, strict=True):
+            if check == "":
+                freed.append(item)
+            else:
+                note = ("kept: receipt of an object still in the bucket" if item not in wanted
+                        else check)
+                remaining.append(Item(item.kind, item.location, item.size, note))
     for item in plan.local:
         path = Path(item.location)
         if keep_under is not None and keep_under in path.parents:
@@ -471,6 +506,7 @@ def format_plan(plan: PurgePlan, delete: bool) -> str:
     _items("bucket objects with a receipt", plan.receipted, out)
     _items("bucket objects without a receipt (ensflow's names; an upload was interrupted)",
            plan.unreceipted, out)
+    _items("Snakemake's files of the cycle under the storage prefix", plan.workflow, out)
     _items("local files", plan.local, out)
     if plan.local_roots:
         out.append("local directories removed with them: " + ", ".join(map(str, plan.local_roots)))
@@ -504,10 +540,10 @@ def format_result(result: PurgeResult) -> str:
     return "\n".join(out)
 
 
-def main_purge(settings: Settings, workdir: Path, delete: bool) -> int:
+def main_purge(settings: Settings, workdir: Path, delete: bool, storage_prefix: str | None = None) -> int:
     """Dry-run by default; with delete, refuse a live cycle and exit 1 unless all is gone."""
     storage.configure(storage.options_from_config(settings.raw))
-    plan = plan_purge(settings, workdir)
+    plan = plan_purge(settings, workdir, storage_prefix)
     if plan.empty:
         msg = (f"cycle {plan.cycle}: nothing to purge (no receipts, no ensflow objects under "
                f"{', '.join(plan.prefixes)}, no local directories)")
