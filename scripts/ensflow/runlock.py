@@ -86,7 +86,8 @@ def clear_active(workdir: Path, cycle: str, pid: int | None = None) -> None:
     (workdir / ACTIVE_DIR / f"{cycle}.{pid or os.getpid()}").unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process of this machine exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -104,7 +105,7 @@ def active_pids(workdir: Path, cycle: str) -> list[int]:
             pid = int(marker.name.rsplit(".", 1)[1])
         except ValueError:
             continue
-        if _alive(pid):
+        if pid_alive(pid):
             found.append(pid)
         else:
             marker.unlink(missing_ok=True)

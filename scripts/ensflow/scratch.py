@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import EnsflowError
+from .runlock import pid_alive
 
 log = logging.getLogger(__name__)
 CLAIM = ".claim"
@@ -46,13 +47,7 @@ def _claim_is_live(claim: Path) -> bool:
         return False
     if host != socket.gethostname():
         return True  # another machine's claim: trust it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(int(pid))
 
 
 def occupied(directory: Path) -> bool:
