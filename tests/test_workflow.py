@@ -425,3 +425,24 @@ def test_run_report_covers_every_logged_job(gcs_run):
         receipts = [json.loads(p.read_text()) for p in sorted((results / "receipts").glob("*.json"))]
         assert data["bytes"]["total"] == sum(r.get("bytes", r.get("size", 0)) for r in receipts) > 0
         assert data["state"] == "complete" and data["cost"]["gpu_hours"] > 0
+
+
+def test_purge_dry_run_lists_exactly_the_full_demo_cycle(gcs_run, monkeypatch):
+    """Every stage's files (aifs, cGAN, quest) and every bucket object of the cycle, nothing
+    else; the stores and the demo inputs are kept. (Deleting: tests/test_retention.py.)"""
+    work, _, env = gcs_run
+    result = subprocess.run([str(BIN / "ensflow"), "purge", "-C", str(work), "--config",
+                             "bucket=gs://ensflow-test/demo"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    listed = {m[2]: int(m[1]) for line in result.stdout.splitlines()
+              if (m := re.match(r"^ +(\d+)  (\S+)(?:  \((.*)\))?$", line))}
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
+    storage.configure(storage.StorageOptions())
+    objects = {o.url: o.size for o in storage.list_prefix(f"gs://ensflow-test/demo/{CYCLE}/")}
+    local = {str(p): p.lstat().st_size for d in ("results", "logs", "benchmarks", "scratch")
+             for p in (work / d / CYCLE).rglob("*") if not p.is_dir()}
+    assert any("/quest/" in p for p in local) and any("/cgan/" in p for p in local)
+    assert listed == objects | local
+    assert "kept (archive)" in result.stdout and "stores/cgan.icechunk" in result.stdout
+    assert (work / "results" / CYCLE / "report.html").is_file()  # a dry-run deletes nothing
