@@ -55,3 +55,22 @@ def test_timeout_names_the_holders(tmp_path):
     scratch.claim(m1, window=1)
     with pytest.raises(EnsflowError, match="member_001"):
         scratch.claim(m2, window=1, poll_s=0.01, timeout_s=0.1)
+
+
+def test_a_zombie_is_not_alive():
+    """kill -9 of a run leaves its processes as zombies until reaped: they hold nothing."""
+    import subprocess
+    import sys
+    import time
+
+    from ensflow.runlock import pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(child.pid)
+        child.kill()
+        time.sleep(0.3)  # not reaped yet: a zombie
+        assert not pid_alive(child.pid)
+    finally:
+        child.wait()
+    assert not pid_alive(child.pid)

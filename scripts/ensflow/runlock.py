@@ -87,14 +87,22 @@ def clear_active(workdir: Path, cycle: str, pid: int | None = None) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """A process of this machine exists (one of another user's counts)."""
+    """A process of this machine runs (one of another user's counts).
+
+    A killed process whose parent died too can stay a zombie until something reaps it;
+    signal 0 still reaches it, so its state in /proc decides.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: trust the signal
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def active_pids(workdir: Path, cycle: str) -> list[int]:
