@@ -219,9 +219,21 @@ def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
                    and occupied_members(work / "scratch" / CYCLE) > 0):
             assert time.monotonic() < deadline and proc.poll() is None, "run ended before the kill"
             time.sleep(0.02)
+        # While it runs: status sees the live run and a finished member; purge refuses.
+        live = subprocess.run([str(BIN / "ensflow"), "status", "-C", str(work)], env=run_env(),
+                              capture_output=True, text=True, timeout=120)
+        assert live.returncode == 0 and "run active (pid" in live.stdout, live.stdout + live.stderr
+        assert re.search(r"^forecast +[1-4] ", live.stdout, re.M) and "ETA " in live.stdout
+        refused = subprocess.run([str(BIN / "ensflow"), "purge", "-C", str(work), "--yes"],
+                                 env=run_env(), capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1 and "in use by a live run" in refused.stderr
+        assert list(receipts.glob("forecast_member_*.json")) and (work / "bucket" / CYCLE).is_dir()
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    after = subprocess.run([str(BIN / "ensflow"), "status", "-C", str(work)], env=run_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert "no run active" in after.stdout, after.stdout
     # A member is finished once its receipt exists and temp() has removed its GRIBs: Snakemake
     # has then recorded the job as complete. A receipt whose GRIBs are still on scratch was
     # killed mid-bookkeeping; its upload may run again (and skips the objects already there).
