@@ -59,11 +59,16 @@ onstart:
     mark_active(Path.cwd(), CYCLE)
 
 
-onsuccess:
+def finish_run():
     clear_active(Path.cwd(), CYCLE)
-    write_run_report(SETTINGS, Path.cwd(), STORAGE_PREFIX)
+    written = write_run_report(SETTINGS, Path.cwd(), STORAGE_PREFIX)
+    if written:
+        print(f"ensflow: run report {written}", file=sys.stderr)
+
+
+onsuccess:
+    finish_run()
 
 
 onerror:
-    clear_active(Path.cwd(), CYCLE)
-    write_run_report(SETTINGS, Path.cwd(), STORAGE_PREFIX)
+    finish_run()

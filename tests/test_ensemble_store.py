@@ -195,3 +195,22 @@ def test_setup_after_publish_writes_nothing_again(tmp_path):
     es.write_fork(repo, again, lambda root, t: pytest.fail("must not write"), tmp_path / "f.fork")
     result = es.publish(repo, again, [tmp_path / "f.fork"])
     assert result["already_published"] and repo.lookup_branch("main") == first["snapshot"]
+
+
+def test_a_member_redone_after_publish_leaves_the_archive_as_published(tmp_path):
+    """A member's receipt removed after publish: its fork job runs again with the setup
+    record of the original run, whose branch is gone. It writes no fork, and publish again
+    keeps the published snapshot."""
+    url = f"file://{tmp_path}/store"
+    repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
+    published = es.publish(repo, record, forks)["snapshot"]
+
+    def write(root, t):
+        root["tp"][t, 0] = fill(99, 0)
+
+    again = tmp_path / "again.fork"
+    es.write_fork(repo, record, write, again)
+    assert "already_published" in again.read_text()
+    assert es.publish(repo, record, [*forks[1:], again])["already_published"]
+    assert repo.lookup_branch("main") == published
+    np.testing.assert_array_equal(main_tp(repo)[0, 0], fill(1, 0))

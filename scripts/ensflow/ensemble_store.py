@@ -109,6 +109,15 @@ def cycle_tag(cycle: str) -> str:
     return f"cycle-{cycle}"
 
 
+def published_snapshot(repo: Any, cycle: str) -> str | None:
+    """The snapshot main published the cycle as, or None when main does not hold it."""
+    tag = cycle_tag(cycle)
+    if tag not in repo.list_tags():
+        return None
+    tagged = repo.lookup_tag(tag)
+    return tagged if any(s.id == tagged for s in repo.ancestry(branch="main")) else None
+
+
 def _ensure_layout(repo: Any, layout: Layout) -> None:
     """First use: create coordinates and empty arrays on main (one commit)."""
     import zarr
@@ -164,14 +173,14 @@ def setup(repo: Any, layout: Layout, cycle: str, time_value: int,
     _ensure_layout(repo, layout)
     branch = run_branch(cycle)
     main = repo.lookup_branch("main")
-    tag = cycle_tag(cycle)
-    if tag in repo.list_tags() and any(s.id == repo.lookup_tag(tag) for s in repo.ancestry(branch="main")):
+    published = published_snapshot(repo, cycle)
+    if published:
         # Published before (a re-run after a workflow change): the archive's cycle is final.
         root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
         index = int(root["time"][:].tolist().index(time_value))
-        record = SetupRecord(cycle, branch, main, repo.lookup_tag(tag), index, time_value, True)
+        record = SetupRecord(cycle, branch, main, published, index, time_value, True)
         receipts.write(record_path, asdict(record))
-        log.info("%s is already published as %s; batches will write nothing", cycle, tag)
+        log.info("%s is already published as %s; batches will write nothing", cycle, cycle_tag(cycle))
         return record
     if branch in repo.list_branches():
         tip = repo.lookup_branch(branch)
@@ -209,9 +218,13 @@ def write_fork(repo: Any, record: SetupRecord, write: Callable[[Any, int], None]
     """Write one batch's region into a fork of the run branch and save the fork file."""
     import zarr
 
-    if record.published:
+    if record.published or (record.branch not in repo.list_branches()
+                            and published_snapshot(repo, record.cycle)):
+        # A member redone after its cycle was published (its receipt removed, say): the
+        # archive's cycle is final, so the redone values go to the bucket files only.
         receipts.write(fork_path, {"cycle": record.cycle, "already_published": True})
-        log.info("%s already published; no fork written", record.cycle)
+        log.warning("%s is already published as %s; no fork written, the store keeps the "
+                    "published values", record.cycle, cycle_tag(record.cycle))
         return
     tip = repo.lookup_branch(record.branch)
     if tip != record.setup_snapshot:
@@ -236,13 +249,13 @@ def publish(repo: Any, record: SetupRecord, fork_paths: Sequence[str | Path],
 
     tag = cycle_tag(record.cycle)
     main = repo.lookup_branch("main")
+    tagged = published_snapshot(repo, record.cycle)
+    if tagged:
+        log.info("%s already published as %s; nothing to do", record.cycle, tagged)
+        if record.branch in repo.list_branches():
+            repo.delete_branch(record.branch)
+        return {"snapshot": tagged, "tag": tag, "already_published": True}
     if tag in repo.list_tags():
-        tagged = repo.lookup_tag(tag)
-        if any(s.id == tagged for s in repo.ancestry(branch="main")):
-            log.info("%s already published as %s; nothing to do", record.cycle, tagged)
-            if record.branch in repo.list_branches():
-                repo.delete_branch(record.branch)
-            return {"snapshot": tagged, "tag": tag, "already_published": True}
         raise PublishError(f"tag {tag} exists but main does not contain it")
     if record.branch not in repo.list_branches():
         raise PublishError(f"{record.branch} is gone and {tag} does not exist")
