@@ -25,3 +25,15 @@ def write(path: str | Path, record: dict[str, Any]) -> None:
 
 def read(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def objects(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bucket objects a receipt stands for: an upload receipt lists them ("objects"),
+    an input receipt names one ("object", "size")."""
+    listed = record.get("objects")
+    if isinstance(listed, list) and listed:
+        return listed
+    if record.get("object"):
+        return [{"url": record["object"], "size": record.get("bytes", record.get("size")),
+                 "skipped": record.get("skipped", False)}]
+    return []

@@ -29,6 +29,7 @@ from .run_record import (
     member_state,
     mirror_from_storage,
     results_dir,
+    shown_path,
 )
 
 log = logging.getLogger("ensflow.report")
@@ -72,10 +73,7 @@ def _threads(job: Job, settings: Settings) -> int:
 
 
 def job_row(job: Job, workdir: Path) -> dict[str, Any]:
-    try:
-        log_path = str(job.log.relative_to(workdir))
-    except ValueError:
-        log_path = str(job.log)
+    log_path = shown_path(job.log, workdir)
     b = job.benchmark
     return {
         "rule": job.rule, "label": job.label, "member": job.member, "status": job.status,
@@ -401,8 +399,7 @@ def build(settings: Settings, workdir: Path, output: Path | None = None,
     workdir = Path(workdir)
     source = workdir
     if storage_prefix:
-        source = mirror_from_storage(storage_prefix, settings,
-                                     workdir / ".snakemake" / "ensflow-mirror" / settings.cycle)
+        source = mirror_from_storage(storage_prefix, settings, workdir)
     record = load_cycle(settings, source)
     if not any(not j.shared for j in record.jobs) and not record.receipts:
         return None

@@ -25,7 +25,7 @@ from .config import Settings
 from .errors import EnsflowError, StorageError
 from .naming import join_url
 from .provenance import code_version
-from .run_record import mirror_from_storage
+from .run_record import mirror_dir, mirror_from_storage
 from .runlock import active_pids
 
 Kind = Literal["receipted", "unreceipted", "workflow", "local"]
@@ -174,11 +174,7 @@ def _prefix_of_receipted(url: str, cycle: str) -> str | None:
 
 
 def _receipt_urls(path: Path) -> list[str]:
-    record = receipts.read(path)
-    urls = [o["url"] for o in record.get("objects", [])]
-    if record.get("object"):
-        urls.append(record["object"])
-    return urls
+    return [o["url"] for o in receipts.objects(receipts.read(path))]
 
 
 def _list(prefix: str) -> list[storage.ObjectInfo]:
@@ -259,14 +255,14 @@ def plan_purge(settings: Settings, workdir: Path, storage_prefix: str | None = N
     results = results_base / cycle
     configured = cycle_prefix(cfg["bucket"], cycle, workdir)
     receipt_dir = results / "receipts"
-    mirror = workdir / ".snakemake" / "ensflow-mirror" / cycle
+    mirror = mirror_dir(workdir, cycle)
     workflow_prefixes: list[str] = []
     if storage_prefix:
         sp = storage_prefix.rstrip("/")
         rel_results = str(cfg["results"]).strip("/")
         workflow_prefixes = [f"{sp}/{rel_results}/{cycle}/", f"{sp}/logs/{cycle}/",
                              f"{sp}/benchmarks/{cycle}/"]
-        mirror_from_storage(sp, settings, mirror)
+        mirror_from_storage(sp, settings, workdir)
         results = mirror / rel_results / cycle  # receipts and publish records, as the run left them
         receipt_dir = results / "receipts"
     plan = PurgePlan(cycle=cycle, workdir=workdir, prefixes=[configured], receipt_dir=receipt_dir,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from . import receipts
 from .config import Settings
 
 LOGS = "logs"
@@ -214,6 +215,14 @@ def read_benchmark(path: Path) -> Benchmark | None:
                      cpu_time=get("cpu_time"), io_in_mb=get("io_in"), io_out_mb=get("io_out"))
 
 
+def shown_path(path: Path, workdir: Path) -> str:
+    """A path as the report and status print it: relative to the run's directory if inside."""
+    try:
+        return str(path.relative_to(workdir))
+    except ValueError:
+        return str(path)
+
+
 def _job_from(path: Path, logs_dir: Path, benchmarks_dir: Path, excerpt_lines: int,
               shared: bool) -> Job | None:
     """logs/<cycle>/<rule>/<label>.log, or logs/<cycle>/<rule>[_<wildcard>].log, and its benchmark."""
@@ -272,22 +281,15 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 
 
 def _receipt(kind: Literal["input", "forecast"], path: Path, data: dict[str, Any]) -> Receipt:
-    """Input receipts name one object ("object", "size"); upload receipts list "objects"."""
+    """Bytes sent and bytes already there; a receipt naming no object counts its "bytes"."""
     uploaded = skipped = 0
-    objects = data.get("objects")
-    if isinstance(objects, list) and objects:
-        for obj in objects:
-            size = int(obj.get("size") or 0)
-            if obj.get("skipped"):
-                skipped += size
-            else:
-                uploaded += size
-    else:
-        size = int(data.get("bytes", data.get("size")) or 0)
-        if data.get("skipped"):
-            skipped = size
+    for obj in receipts.objects(data) or [
+            {"size": data.get("bytes", data.get("size")), "skipped": data.get("skipped")}]:
+        size = int(obj.get("size") or 0)
+        if obj.get("skipped"):
+            skipped += size
         else:
-            uploaded = size
+            uploaded += size
     member = data.get("member")
     return Receipt(kind=kind, member=int(member) if isinstance(member, int) else None, path=path,
                    uploaded=uploaded, skipped=skipped)
@@ -369,8 +371,14 @@ def member_state(record: CycleRecord, member: int) -> MemberState:
 MIRRORED_SUFFIXES = (".log", ".tsv", ".json", ".png")
 
 
-def mirror_from_storage(prefix: str, settings: Settings, dest: Path) -> Path:
-    """Copy a cycle's logs, benchmarks and records from Snakemake's storage prefix to `dest`.
+def mirror_dir(workdir: Path, cycle: str) -> Path:
+    """Where a cluster run's files are copied on the submitting machine."""
+    return Path(workdir) / ".snakemake" / "ensflow-mirror" / cycle
+
+
+def mirror_from_storage(prefix: str, settings: Settings, workdir: Path) -> Path:
+    """Copy a cycle's logs, benchmarks and records from Snakemake's storage prefix to its
+    `mirror_dir` under `workdir`, and return that.
 
     On a cluster (`--default-storage-provider`) every job's files live under the prefix, not
     on the submitting machine; a local mirror with the same layout lets the same code read them.
@@ -378,6 +386,7 @@ def mirror_from_storage(prefix: str, settings: Settings, dest: Path) -> Path:
     from . import storage
 
     storage.ensure_configured(storage.options_from_config(settings.raw))
+    dest = mirror_dir(workdir, settings.cycle)
     prefix = prefix.rstrip("/")
     cycle = settings.cycle
     results = str(settings.raw.get("results", "results")).strip("/")

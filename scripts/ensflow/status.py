@@ -19,6 +19,7 @@ from .run_record import (
     load_cycle,
     member_state,
     mirror_from_storage,
+    shown_path,
     stage_state,
 )
 from .runlock import active_pids
@@ -79,13 +80,6 @@ def _parallelism(settings: Settings, running_forecasts: int) -> int:
     return max(1, running_forecasts, slots)
 
 
-def _rel(path: Path, workdir: Path) -> str:
-    try:
-        return str(path.relative_to(workdir))
-    except ValueError:
-        return str(path)
-
-
 def _done_seconds(record: CycleRecord, rule: str) -> list[float]:
     return [j.seconds for j in record.jobs
             if j.rule == rule and j.status == "done" and j.seconds is not None]
@@ -107,7 +101,7 @@ def status_from(record: CycleRecord, settings: Settings, now: dt.datetime,
     running = [RunningJob(j.name, j.rule, j.member, max(0.0, (now - j.started).total_seconds()))
                for j in record.jobs if j.status == "running" and j.started
                and not (j.member in record.upload_receipts and j.rule in CHAIN)]
-    failed = [FailedJob(j.name, j.rule, j.member, j.error or "failed", _rel(j.log, record.workdir))
+    failed = [FailedJob(j.name, j.rule, j.member, j.error or "failed", shown_path(j.log, record.workdir))
               for j in record.jobs if j.status == "failed"
               and not (j.member in record.upload_receipts and j.rule in CHAIN)]
     running_forecasts = sum(r.rule == GPU_RULE for r in running) if live_pids else 0
@@ -187,7 +181,6 @@ def main_status(settings: Settings, workdir: Path, storage_prefix: str | None = 
     live = active_pids(workdir, settings.cycle)
     source = workdir
     if storage_prefix:
-        source = mirror_from_storage(storage_prefix, settings,
-                                     workdir / ".snakemake" / "ensflow-mirror" / settings.cycle)
+        source = mirror_from_storage(storage_prefix, settings, workdir)
     print(format_status(cycle_status(settings, source, live_pids=live)))
     return 0
