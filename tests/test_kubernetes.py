@@ -120,19 +120,16 @@ def test_profile_dry_run_with_the_kubernetes_executor(tmp_path, gcs_emulator):
     assert f"{prefix}/results/{CYCLE}/receipts/forecast_member_050.json" in out
 
 
-def seed_resumed_cycle(prefix: str) -> None:
+def seed_resumed_cycle(prefix: str, scratch: Path) -> None:
     """What the storage holds once preflight and the input states are done: the member
     chains are what runs next."""
-    tmp = Path(__file__).parent / ".k8s-seed.json"
-    try:
-        tmp.write_text(json.dumps({"ok": True}))
-        storage.put_file(tmp, f"{prefix}/results/{CYCLE}/preflight_aifs.json")
-        time.sleep(1.1)  # later inputs must be newer than what they depend on
-        storage.put_files([(tmp, f"{prefix}/results/{CYCLE}/checkpoint.json")]
-                          + [(tmp, f"{prefix}/results/{CYCLE}/receipts/input_member_{m}.json")
-                             for m in MEMBERS], parallel=8)
-    finally:
-        tmp.unlink(missing_ok=True)
+    seed = scratch / "seed.json"
+    seed.write_text(json.dumps({"ok": True}))
+    storage.put_file(seed, f"{prefix}/results/{CYCLE}/preflight_aifs.json")
+    time.sleep(1.1)  # later inputs must be newer than what they depend on
+    storage.put_files([(seed, f"{prefix}/results/{CYCLE}/checkpoint.json")]
+                      + [(seed, f"{prefix}/results/{CYCLE}/receipts/input_member_{m}.json")
+                         for m in MEMBERS], parallel=8)
 
 
 def option(argv: list[str], name: str) -> list[str]:
@@ -164,7 +161,7 @@ def test_pods_the_kubernetes_plugin_requests(tmp_path, gcs_env, fake_cluster):
     server, kubeconfig = fake_cluster
     work = copy_workflow(tmp_path / "wf")
     prefix = "gs://ensflow-test/k8s-run"
-    seed_resumed_cycle(prefix)
+    seed_resumed_cycle(prefix, tmp_path)
     env = run_env(STORAGE_EMULATOR_HOST=gcs_env, KUBECONFIG=str(kubeconfig))
     log_file = tmp_path / "snakemake.log"
     with open(log_file, "w") as log:
