@@ -141,9 +141,8 @@ COST_RULE = (
 
 def cost(record: CycleRecord, settings: Settings) -> dict[str, Any]:
     rep = settings.raw.get("report", {})
-    fc = settings.raw.get("forecast", {})
-    per_gpu = max(1, int(fc.get("members_per_gpu") or 1))
-    gpus_per_job = 1.0 / per_gpu
+    fc = settings.raw["forecast"]
+    gpus_per_job = 1.0 / fc["members_per_gpu"]  # validated: an integer >= 1
     gpu_s = sum(j.wall_seconds or 0.0 for j in record.jobs if j.rule == GPU_RULE and not j.shared)
     cpu_s = sum((j.wall_seconds or 0.0) * _threads(j, settings)
                 for j in record.jobs if j.rule != GPU_RULE and not j.shared)
