@@ -44,26 +44,9 @@ rule all:
 
 # Hooks run in the main Snakemake process only, never in a dry-run. The marker tells
 # `ensflow purge` that this cycle is in use; the report is written after every run,
-# finished or failed (on a cluster, from the jobs' files under the storage prefix).
-from ensflow.report import write_run_report
-from ensflow.runlock import clear_active, mark_active
-
-STORAGE_PREFIX = (
-    workflow.storage_settings.default_storage_prefix
-    if workflow.storage_settings.default_storage_provider
-    else None
-)
-
-
+# finished or failed (see finish_run in rules/common.smk).
 onstart:
     mark_active(Path.cwd(), CYCLE)
-
-
-def finish_run():
-    clear_active(Path.cwd(), CYCLE)
-    written = write_run_report(SETTINGS, Path.cwd(), STORAGE_PREFIX)
-    if written:
-        print(f"ensflow: run report {written}", file=sys.stderr)
 
 
 onsuccess:

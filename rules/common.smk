@@ -87,3 +87,23 @@ QUEST_PLOTS = [
 FORECAST_OUTPUTS = {"gribs": temp(FORECAST_GRIBS)}
 if QUEST_ON and config["quest"]["source"] == "forecast":
     FORECAST_OUTPUTS["quest"] = QUEST_FIELDS
+
+
+# Run hooks (Snakefile): the active-cycle marker and the run report.
+from ensflow.report import write_run_report
+from ensflow.runlock import clear_active, mark_active
+
+STORAGE_PREFIX = (
+    workflow.storage_settings.default_storage_prefix
+    if workflow.storage_settings.default_storage_provider
+    else None
+)
+
+
+def finish_run():
+    """End of a real run, finished or failed: drop the marker, write the report (on a
+    cluster from the jobs' files under the storage prefix)."""
+    clear_active(Path.cwd(), CYCLE)
+    written = write_run_report(SETTINGS, Path.cwd(), STORAGE_PREFIX)
+    if written:
+        print(f"ensflow: run report {written}", file=sys.stderr)
