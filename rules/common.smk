@@ -1,7 +1,8 @@
 # Names shared by every stage: paths, wildcards, helpers.
 from ensflow.cgan import netcdf_name, plan_from
 from ensflow.cycle import member_id
-from ensflow.naming import forecast_windows, window_tag
+from ensflow.naming import forecast_windows, join_url, window_tag
+from ensflow.quest_stage import climatology_files, climatology_paths
 
 CYCLE = SETTINGS.cycle
 MEMBERS = [member_id(m) for m in SETTINGS.members]
@@ -70,9 +71,16 @@ QUEST_FIELDS = f"{QUEST_DIR}/members/member_{{member}}.{config['quest']['source'
 QUEST_SETUP = f"{QUEST_DIR}/setup.json"
 QUEST_FORK = f"{QUEST_DIR}/forks/member_{{member}}.fork"
 QUEST_PUBLISHED = f"{QUEST_DIR}/published.json"
-QUEST_CLIMATOLOGY = (
-    config["quest"]["climatology"] or f"{QUEST_DIR}/climatology_synthetic.nc"
-)
+QUEST_CLIMATOLOGY_DIR = f"{QUEST_DIR}/climatology"
+QUEST_CLIMATOLOGY_FILES = [
+    f"{QUEST_CLIMATOLOGY_DIR}/{p.name}"
+    for p in climatology_files(SETTINGS, ".")
+]
+# The demo serves the quest's layout locally (file:// prefix); a rule writes it there.
+DEMO_CLIMATOLOGY = [
+    join_url(config["quest"]["climatology"] or "file://demo/aiwq", path).removeprefix("file://")
+    for path in climatology_paths(SETTINGS)
+]
 QUEST_SUBMISSION_DIR = f"{QUEST_DIR}/submission"
 QUEST_FILES = [
     f"{QUEST_SUBMISSION_DIR}/{v}_{CYCLE[:8]}_p{p}_{config['quest']['team']}_{config['quest']['model']}.nc"

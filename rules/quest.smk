@@ -58,13 +58,29 @@ rule quest_publish:
         "../scripts/quest_publish.py"
 
 
+rule demo_climatology:
+    input:
+        published=QUEST_PUBLISHED.replace("{cycle}", CYCLE),
+    output:
+        files=DEMO_CLIMATOLOGY,
+    log:
+        f"logs/{CYCLE}/demo_climatology.log",
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../scripts/demo_climatology.py"
+
+
 rule quest_climatology:
     input:
-        published=QUEST_PUBLISHED,
+        served=DEMO_CLIMATOLOGY if config["synthetic"] else [],
+        preflight=PREFLIGHT.replace("{stage}", "aifs"),
     output:
-        climatology=f"{QUEST_DIR}/climatology_synthetic.nc",
+        files=QUEST_CLIMATOLOGY_FILES,
+        record=f"{QUEST_DIR}/climatology.json",
     log:
         "logs/{cycle}/quest_climatology.log",
+    retries: 2
     conda:
         "../envs/cpu.yaml"
     script:
@@ -74,11 +90,7 @@ rule quest_climatology:
 rule quest_products:
     input:
         published=QUEST_PUBLISHED,
-        climatology=lambda wc: (
-            QUEST_CLIMATOLOGY.format(cycle=wc.cycle)
-            if "://" not in QUEST_CLIMATOLOGY
-            else []
-        ),
+        climatology=QUEST_CLIMATOLOGY_FILES,
     output:
         files=QUEST_FILES,
         report=f"{QUEST_DIR}/sanity.json",

@@ -7,6 +7,6 @@ from ensflow.entry import settings_from
 
 with logs.step("quest_products", snakemake.log[0]):
     settings = settings_from(snakemake.config)
-    climatology = settings.raw["quest"]["climatology"] or str(snakemake.input.climatology)
-    quest_stage.products(settings, snakemake.input.published, climatology,
+    quest_stage.products(settings, snakemake.input.published,
+                         Path(snakemake.input.climatology[0]).parent,
                          Path(snakemake.output.files[0]).parent, snakemake.output.report)

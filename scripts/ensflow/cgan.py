@@ -26,12 +26,26 @@ from . import ensemble_store, grib_decode, opendata, receipts, storage
 from .config import Settings
 from .cycle import HOURS_SINCE_1900, cycle_datetime, hours_since_1900, parse_members
 from .errors import OpenDataError
-from .naming import opendata_object
+from .opendata import OpenDataLayout
+from .opendata_catalogue import Field, Product
+from .opendata_catalogue import load as load_catalogue
 from .provenance import code_version, record
 
 log = logging.getLogger(__name__)
 
 ACCUMULATED = frozenset({"tp", "cp", "ssr", "ssrd", "sf", "ro", "str", "strd"})
+# Accumulations that cannot be negative; `str` (net thermal radiation) mostly is.
+NONNEGATIVE = frozenset({"tp", "cp", "ssr", "ssrd", "sf", "ro", "strd"})
+# The names the team's cGAN file uses (stream_cgan_variables.py CGAN_SURFACE_VARS): ECMWF's
+# short names except 2t, which the file calls t2m; pressure-level winds are u700, v700.
+OUTPUT_NAMES = {"2t": "t2m"}
+# What an accumulated variable holds in the file: totals since step 0 (the team's current
+# producer and its readers), or amounts per interval ending at each step (the trained
+# cGAN's data.py: "data[:, j] has accumulation between times j and j+1").
+ACCUMULATION_TEXT = {
+    "since_start": "total since step 0 (as ECMWF publishes it)",
+    "per_interval": "per interval ending at the step (differenced from totals since step 0)",
+}
 UNITS = {"tp": "m", "cp": "m", "sf": "m of water equivalent", "ro": "m", "ssr": "J m-2",
          "ssrd": "J m-2", "2t": "K", "sp": "Pa", "tcw": "kg m-2", "tcwv": "kg m-2",
          "tcc": "(0 - 1)", "u": "m s-1", "v": "m s-1", "msl": "Pa"}
@@ -50,6 +64,18 @@ class Variable:
     @property
     def accumulated(self) -> bool:
         return self.param in ACCUMULATED
+
+    @property
+    def nonnegative(self) -> bool:
+        return self.param in NONNEGATIVE
+
+    @property
+    def output_name(self) -> str:
+        return OUTPUT_NAMES.get(self.name, self.name)
+
+    @property
+    def field(self) -> Field:
+        return Field(self.param, self.levtype, self.levelist)
 
     @classmethod
     def parse(cls, name: str) -> Variable:
@@ -71,12 +97,16 @@ class Plan:
     previous_step: int
     members_per_batch: int
     region: dict[str, float]
-    root: str
-    layout: dict[str, str]
+    layout: OpenDataLayout
+    accumulation: str = "since_start"
+
+    @property
+    def per_interval(self) -> bool:
+        return self.accumulation == "per_interval"
 
     def fetch_steps(self, var: Variable) -> list[int]:
-        """Accumulated variables need the step before the first, to difference."""
-        return ([self.previous_step] if var.accumulated else []) + list(self.steps)
+        """Per-interval amounts need the step before the first, to difference."""
+        return ([self.previous_step] if var.accumulated and self.per_interval else []) + list(self.steps)
 
     @property
     def all_steps(self) -> list[int]:
@@ -86,13 +116,20 @@ class Plan:
         n = self.members_per_batch
         return [self.members[i:i + n] for i in range(0, len(self.members), n)]
 
-    def url(self, step: int) -> str:
-        return opendata_object(self.root, self.base, step, **self.layout)
+    def product(self, member: int) -> Product:
+        """enfo pf for members; the control from enfo cf, or oper fc since IFS 50r1."""
+        return load_catalogue().member_product(self.base, member)
+
+    def objects(self, step: int) -> dict[str, list[int]]:
+        """The open-data objects of one step and the members each holds."""
+        out: dict[str, list[int]] = {}
+        for m in self.members:
+            out.setdefault(self.layout.url(self.base, step, self.product(m)), []).append(m)
+        return out
 
 
 def plan_from(settings: Settings) -> Plan:
     c = settings.raw["cgan"]
-    od = settings.raw["opendata"]
     first, last, every = c["steps"]
     return Plan(
         cycle=settings.cycle,
@@ -103,8 +140,8 @@ def plan_from(settings: Settings) -> Plan:
         previous_step=first - every,
         members_per_batch=c["members_per_batch"],
         region=dict(c["region"]),
-        root=od["root"],
-        layout={"model": od["model"], "resol": od["resol"], "stream": od["stream"]},
+        layout=OpenDataLayout.from_config(settings.raw),
+        accumulation=c["accumulation"],
     )
 
 
@@ -112,21 +149,26 @@ def plan_from(settings: Settings) -> Plan:
 
 
 def select_step(plan: Plan, step: int, out: str | Path) -> None:
-    """The messages of one step object that the cycle needs; every missing one is listed."""
-    url = plan.url(step)
-    messages = opendata.load_index(url)
-    wanted = [(v, m) for v in plan.variables if step in plan.fetch_steps(v) for m in plan.members]
-    try:
-        chosen = opendata.select(messages, [(v.param, v.levtype, v.levelist, m) for v, m in wanted])
-    except OpenDataError as exc:
-        raise OpenDataError(f"{url}: {exc}") from None
-    entries = [
-        {"var": v.name, "member": m, "offset": msg.offset, "length": msg.length}
-        for (v, m), msg in zip(wanted, chosen.values(), strict=True)
-    ]
-    receipts.write(out, {"url": url, "step": step, "messages": entries})
-    log.info("step %d: %d of %d messages selected from %s (%.1f MB)", step, len(entries),
-             len(messages), url, sum(e["length"] for e in entries) / 1e6)
+    """The messages of one step that the cycle needs, per object; every missing one is listed."""
+    catalogue = load_catalogue()
+    objects = []
+    for url, members in plan.objects(step).items():
+        messages = opendata.load_index(url)
+        wanted = [(v, m) for v in plan.variables if step in plan.fetch_steps(v) for m in members]
+        for v, m in wanted:
+            catalogue.check(plan.base, plan.product(m), v.field, step)
+        try:
+            chosen = opendata.select(messages, [(v.param, v.levtype, v.levelist, m) for v, m in wanted])
+        except OpenDataError as exc:
+            raise OpenDataError(f"{url}: {exc}") from None
+        entries = [
+            {"var": v.name, "member": m, "offset": msg.offset, "length": msg.length}
+            for (v, m), msg in zip(wanted, chosen.values(), strict=True)
+        ]
+        objects.append({"url": url, "messages": entries})
+        log.info("step %d: %d of %d messages selected from %s (%.1f MB)", step, len(entries),
+                 len(messages), url, sum(e["length"] for e in entries) / 1e6)
+    receipts.write(out, {"step": step, "objects": objects})
 
 
 # ------------------------------------------------------------------ decoding (worker processes)
@@ -195,18 +237,24 @@ def batch_tasks(index_files: list[str | Path], members: tuple[int, ...]) -> list
     tasks = []
     for path in index_files:
         idx = receipts.read(path)
-        entries = [(e["var"], e["member"], idx["step"], e["offset"], e["length"])
-                   for e in idx["messages"] if e["member"] in members]
-        entries.sort(key=lambda e: e[3])  # file order: adjacent ranges merge into one request
-        tasks += [(idx["url"], entries[i:i + TASK_MESSAGES])
-                  for i in range(0, len(entries), TASK_MESSAGES)]
+        for obj in idx["objects"]:
+            entries = [(e["var"], e["member"], idx["step"], e["offset"], e["length"])
+                       for e in obj["messages"] if e["member"] in members]
+            entries.sort(key=lambda e: e[3])  # file order: adjacent ranges merge into one request
+            tasks += [(obj["url"], entries[i:i + TASK_MESSAGES])
+                      for i in range(0, len(entries), TASK_MESSAGES)]
     return tasks
 
 
-def deaccumulate(values: np.ndarray, axis: int = -3) -> np.ndarray:
-    """Totals from step 0 → per-interval totals (first entry is the step before); never negative."""
+def deaccumulate(values: np.ndarray, axis: int = -3, nonnegative: bool = True) -> np.ndarray:
+    """Totals from step 0 → per-interval totals (first entry is the step before).
+
+    Packing noise can make an interval of a non-negative quantity dip below zero; only
+    those are clipped (net thermal radiation `str` is negative by nature).
+    """
     out = np.diff(values, axis=axis)
-    np.maximum(out, 0.0, out=out, where=~np.isnan(out))  # packing noise can dip below zero
+    if nonnegative:
+        np.maximum(out, 0.0, out=out, where=~np.isnan(out))
     return out
 
 
@@ -241,7 +289,10 @@ def build_batch(plan: Plan, members: tuple[int, ...], index_files: list[str | Pa
     for var in plan.variables:
         if var.name not in raw or np.isnan(raw[var.name]).all(axis=(-1, -2)).any():
             raise OpenDataError(f"batch {members}: {var.name} incomplete after decoding")
-        out[var.name] = deaccumulate(raw[var.name], axis=1) if var.accumulated else raw[var.name]
+        if var.accumulated and plan.per_interval:
+            out[var.name] = deaccumulate(raw[var.name], axis=1, nonnegative=var.nonnegative)
+        else:
+            out[var.name] = raw[var.name]
     elapsed = time.perf_counter() - started
     log.info("batch %s: %d messages, %.1f MB in %.1fs (%.1f msg/s, %d workers)", members, count,
              nbytes / 1e6, elapsed, count / elapsed, workers)
@@ -260,8 +311,7 @@ def layout(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool) -> e
             (member_axis.size, len(plan.steps), lats.size, lons.size),
             {"units": UNITS.get(v.param, "unknown"), "ecmwf_param": v.param,
              "levtype": v.levtype, **({"level_hPa": v.levelist} if v.levelist else {}),
-             **({"accumulation": "per interval ending at the step (differenced from totals "
-                                 "since step 0)"} if v.accumulated else {})})
+             **({"accumulation": ACCUMULATION_TEXT[plan.accumulation]} if v.accumulated else {})})
         for v in plan.variables)
     return ensemble_store.Layout(
         coords={"member": member_axis, "step": np.asarray(plan.steps, dtype=np.int32),
@@ -286,8 +336,9 @@ def store_from(settings: Settings) -> Any:
 def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
     plan = plan_from(settings)
     idx = receipts.read(index_file)
-    first = idx["messages"][0]
-    buf = storage.read_ranges(idx["url"], [(first["offset"], first["length"])])[0]
+    obj = idx["objects"][0]
+    first = obj["messages"][0]
+    buf = storage.read_ranges(obj["url"], [(first["offset"], first["length"])])[0]
     lats, lons = region_coords(buf, plan.region)
     ensemble_store.setup(store_from(settings), layout(plan, lats, lons, settings.raw["synthetic"]),
                          plan.cycle, hours_since_1900(plan.base), out)
@@ -329,8 +380,17 @@ def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str |
 
 
 def netcdf_name(cycle: str) -> str:
+    """`IFS_{YYYYMMDD}_{HH}Z_cgan.nc`, the name the team's producer writes and their tools open."""
     base = cycle_datetime(cycle)
-    return f"IFS_{base:%Y%m%d}_{base:%H}z_cgan.nc"
+    return f"IFS_{base:%Y%m%d}_{base:%H}Z_cgan.nc"
+
+
+def reader_attrs(plan: Plan) -> dict[str, Any]:
+    """Global attributes the team's plotting and validation code reads (plot_tp_maps.py
+    evaluates `forecast_hours` as a Python list)."""
+    return {"model_date": f"{plan.base:%Y-%m-%d}", "model_run": f"{plan.base:%H}Z",
+            "forecast_hours": str(list(plan.steps)), "n_ensemble_members": len(plan.members),
+            "institution": "ICPAC", "source": "ECMWF IFS Ensemble"}
 
 
 def write_netcdf(settings: Settings, published: str | Path, index_files: list[str | Path],
@@ -367,12 +427,13 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
             if c["output_grid"] == "cgan_0p1":
                 field = bilinear_regular(field, lats, lons, new_lats, new_lons)
             attrs = {"units": cycle[v.name].attrs.get("units", "unknown"),
-                     "long_name": f"{v.name} {kind.replace('_', ' ')}"}
+                     "long_name": f"{v.output_name} {kind.replace('_', ' ')}",
+                     "ecmwf_param": v.param}
             if v.accumulated:
-                attrs["accumulation"] = cycle[v.name].attrs.get("accumulation", "")
-            out_vars[f"{v.name}_{kind}"] = (("time", "valid_time", "latitude", "longitude"),
+                attrs["accumulation"] = ACCUMULATION_TEXT[plan.accumulation]
+            out_vars[f"{v.output_name}_{kind}"] = (("time", "valid_time", "latitude", "longitude"),
                                             field[None].astype(np.float32), attrs)
-    sources = sorted({receipts.read(p)["url"] for p in index_files})
+    sources = sorted({o["url"] for p in index_files for o in receipts.read(p)["objects"]})
     product = xr.Dataset(
         out_vars,
         coords={"time": ("time", [init_hours], {**time_attrs, "standard_name": "forecast_reference_time"}),
@@ -380,7 +441,8 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
                 "latitude": ("latitude", new_lats, {"units": "degrees_north"}),
                 "longitude": ("longitude", new_lons, {"units": "degrees_east"})},
         attrs={
-            "title": "IFS-ENS ensemble statistics for cGAN", "cycle": plan.cycle,
+            "title": "IFS-ENS ensemble statistics for cGAN", **reader_attrs(plan),
+            "cycle": plan.cycle, "accumulation": ACCUMULATION_TEXT[plan.accumulation],
             "members": ",".join(map(str, plan.members)), "members_count": len(plan.members),
             "ddof": c["ddof"], "output_grid": c["output_grid"],
             "store": c["store"], "store_snapshot": pub["snapshot"], "store_tag": pub["tag"],
@@ -388,7 +450,7 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
             "synthetic": int(bool(settings.raw["synthetic"])),
             "provenance": json.dumps(record(settings.raw)),
         })
-    enc: dict[str, dict[str, Any]] = {k: {"dtype": "float32", "zlib": True, "complevel": 1}
+    enc: dict[str, dict[str, Any]] = {k: {"dtype": "float32", "zlib": True, "complevel": 4}
                                       for k in out_vars}
     out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")

@@ -11,6 +11,9 @@ from typing import Any
 
 from .errors import ConfigError
 
+# The demo model's class path, as anemoi's `config.model.model._target_` names a model class.
+DEMO_MODEL_PREFIX = "ensflow.demo_model."
+
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -36,7 +39,12 @@ class CheckpointInfo:
 
 
 def _spec(name: str, meta: dict[str, Any]) -> FieldSpec:
-    mars = dict(meta.get("mars", {}))
+    """Roles as anemoi reads them (anemoi-transform `Variable`): an accumulation is
+    `process: accumulation`, a constant `constant_in_time`; MARS keys from the `mars` block."""
+    from anemoi.transform.variables import Variable
+
+    var = Variable.from_dict(name, meta)
+    mars = var.grib_keys
     if "param" not in mars:  # older checkpoints: names like z_500
         m = re.fullmatch(r"(.+)_(\d+)", name)
         mars = {"param": m.group(1), "levtype": "pl", "levelist": m.group(2)} if m else {
@@ -47,9 +55,15 @@ def _spec(name: str, meta: dict[str, Any]) -> FieldSpec:
         param=str(mars["param"]),
         levtype=str(mars.get("levtype", "sfc")),
         levelist=int(level) if level not in (None, "") else None,
-        accumulated=bool(meta.get("accumulated", False)),
-        constant=bool(meta.get("constant_in_time", False)),
+        accumulated=bool(var.is_accumulation),
+        constant=bool(var.is_constant_in_time),
     )
+
+
+def _is_computed(name: str, meta: dict[str, Any]) -> bool:
+    from anemoi.transform.variables import Variable
+
+    return bool(Variable.from_dict(name, meta).is_computed_forcing)
 
 
 def from_metadata(metadata: dict[str, Any], path: str = "<metadata>") -> CheckpointInfo:
@@ -69,11 +83,12 @@ def from_metadata(metadata: dict[str, Any], path: str = "<metadata>") -> Checkpo
     inputs = [
         _spec(variables[i], vmeta.get(variables[i], {}))
         for i in data_in["full"]
-        if i not in diagnostic and not vmeta.get(variables[i], {}).get("computed_forcing")
+        if i not in diagnostic and not _is_computed(variables[i], vmeta.get(variables[i], {}))
     ]
     outputs = [_spec(variables[i], vmeta.get(variables[i], {})) for i in data_out["full"]]
     hours = int(timestep.rstrip("h")) if timestep.endswith("h") else 6
-    demo = bool(metadata.get("ensflow", {}).get("demo_model", False))
+    target = str(metadata.get("config", {}).get("model", {}).get("model", {}).get("_target_", ""))
+    demo = target.startswith(DEMO_MODEL_PREFIX)
     return CheckpointInfo(path, grid, npoints, tuple(inputs), tuple(outputs), hours, demo)
 
 

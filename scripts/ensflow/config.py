@@ -28,7 +28,6 @@ DEFAULTS: dict[str, Any] = {
         "region": "eu-central-1",
         "model": "ifs",
         "resol": "0p25",
-        "stream": "enfo",
     },
     "forecast": {"num_chunks": 1, "seed_base": 0, "bits_per_value": 16, "gpus": None,
                  "members_per_gpu": 1},
@@ -42,7 +41,8 @@ DEFAULTS: dict[str, Any] = {
         "steps": [36, 60, 3],
         "region": {"lat_min": -14.0, "lat_max": 25.0, "lon_min": 19.0, "lon_max": 55.0},
         "output_grid": "native",
-        "ddof": 1,
+        "ddof": 0,
+        "accumulation": "since_start",
         "decode_workers": 2,
     },
     "quest": {
@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "allow_partial": False,
         "min_members": None,
         "password_env": "AIWQ_SUBMIT_PWD",
+        "allow_any_issue_date": False,
     },
     "gcs": {
         "project": None,
@@ -126,7 +127,7 @@ def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Setting
     cg = merged["cgan"]
     parse_members(cg["members"], 50, minimum=0)
     first, last, every = cg["steps"]
-    if every <= 0 or last < first or first - every < 0:
+    if every <= 0 or last < first or (cg["accumulation"] == "per_interval" and first - every < 0):
         raise ConfigError(f"config key 'cgan.steps': {cg['steps']} must be [first, last, every] "
                           "with every > 0, last >= first and first >= every (accumulations "
                           "are differenced from the step before the first)")

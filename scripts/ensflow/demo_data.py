@@ -9,14 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .checkpoint_info import FieldSpec
-from .naming import index_of, opendata_object
+from .naming import index_of
+from .opendata import OpenDataLayout
+from .opendata_catalogue import Field, Product
+from .opendata_catalogue import load as load_catalogue
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,14 @@ _CLIMATE: dict[str, tuple[float, float]] = {
     "gh": (5500.0, 300.0), "z": (2000.0, 8000.0), "lsm": (0.3, 0.5), "tp": (0.002, 0.003),
     "cp": (0.001, 0.002), "ssr": (5e6, 5e6), "ssrd": (6e6, 6e6), "sf": (2e-4, 3e-4),
     "ro": (5e-4, 8e-4), "tcc": (0.6, 0.3), "2d": (272.0, 25.0), "d": (0.0, 1e-5),
-    "w": (0.0, 0.2), "r": (70.0, 20.0),
+    "w": (0.0, 0.2), "r": (70.0, 20.0), "sot": (282.0, 25.0), "vsw": (0.3, 0.1),
+    "slor": (0.01, 0.01), "sdor": (60.0, 60.0),
 }
 _GH_BY_LEVEL = {1000: 110.0, 925: 760.0, 850: 1450.0, 700: 3000.0, 500: 5500.0, 300: 9000.0,
                 250: 10_300.0, 200: 11_800.0, 100: 16_000.0, 50: 20_000.0}
-_NONNEGATIVE = {"tp", "cp", "ssr", "ssrd", "sf", "ro", "q", "tcw", "tcwv", "tcc", "lsm", "r"}
+_NONNEGATIVE = {"tp", "cp", "ssr", "ssrd", "sf", "ro", "q", "tcw", "tcwv", "tcc", "lsm", "r", "slor",
+                "sdor", "vsw"}
+CONSTANT = {"lsm", "z", "slor", "sdor"}  # no member or time dependence
 ACCUMULATED = {"tp", "cp", "ssr", "ssrd", "sf", "ro"}
 
 
@@ -57,7 +61,7 @@ def synthetic_values(param: str, level: int | None, lats: NDArray[np.float64],
     phase = valid.timestamp() / 86400.0 * 2 * np.pi / 5.0 + 0.37 * number + 0.11 * (level or 0)
     field = mean + amp * (0.6 * np.cos(lat) ** 2 - 0.3 + 0.25 * np.sin(2 * lon + phase)
                           * np.cos(lat) + 0.1 * np.sin(3 * lat + lon - phase))
-    if param in {"lsm", "z"}:  # constant fields: no member or time dependence
+    if param in CONSTANT:
         field = mean + amp * (np.sin(3 * lon) * np.cos(2 * lat) > 0.2) * np.cos(lat)
     if param in ACCUMULATED:  # accumulate from step 0: grows with the step
         field = np.abs(field) * (step / 6.0)
@@ -68,11 +72,19 @@ def synthetic_values(param: str, level: int | None, lats: NDArray[np.float64],
     return field.ravel()
 
 
-def _encode(param: str, levtype: str, level: int | None, number: int, base: dt.datetime,
-            step: int, step_deg: float, values: NDArray[np.float64]) -> bytes:
+_LEVEL_TYPES = {"pl": "isobaricInhPa", "sol": "soil"}
+
+
+def _encode(product: Product, field: Field, base: dt.datetime, step: int, step_deg: float,
+            values: NDArray[np.float64]) -> bytes:
+    """One message as ECMWF's open data carries it: local definition 1 with the MARS class,
+    stream and type; ensemble template with `number` only for members (pf, cf)."""
     import eccodes
 
     lats, lons = grid_coordinates(step_deg)
+    accumulated = field.param in ACCUMULATED
+    ensemble = product.type in ("cf", "pf")
+    template = (11 if accumulated else 1) if ensemble else (8 if accumulated else 0)
     h = eccodes.codes_grib_new_from_samples("GRIB2")
     try:
         for key, value in [
@@ -83,21 +95,22 @@ def _encode(param: str, levtype: str, level: int | None, number: int, base: dt.d
             ("longitudeOfLastGridPointInDegrees", float(lons[-1])),
             ("iDirectionIncrementInDegrees", step_deg), ("jDirectionIncrementInDegrees", step_deg),
             ("centre", "ecmf"), ("setLocalDefinition", 1), ("localDefinitionNumber", 1),
-            ("marsClass", "od"), ("marsStream", "enfo"), ("marsType", "cf" if number == 0 else "pf"),
+            ("marsClass", "od"), ("marsStream", product.stream), ("marsType", product.type),
             ("experimentVersionNumber", "0001"),
-            ("productDefinitionTemplateNumber", 11 if param in ACCUMULATED else 1),
+            ("productDefinitionTemplateNumber", template),
             ("dataDate", int(base.strftime("%Y%m%d"))), ("dataTime", int(base.strftime("%H%M"))),
         ]:
             eccodes.codes_set(h, key, value)
-        if levtype == "pl":
-            eccodes.codes_set(h, "typeOfLevel", "isobaricInhPa")
-            eccodes.codes_set(h, "level", int(level or 0))
-        eccodes.codes_set(h, "shortName", param)
-        if levtype == "pl":
-            eccodes.codes_set(h, "level", int(level or 0))
-        eccodes.codes_set(h, "number", number)
-        eccodes.codes_set(h, "numberOfForecastsInEnsemble", 51)
-        if param in ACCUMULATED:
+        if field.levtype in _LEVEL_TYPES:
+            eccodes.codes_set(h, "typeOfLevel", _LEVEL_TYPES[field.levtype])
+            eccodes.codes_set(h, "level", int(field.levelist or 0))
+        eccodes.codes_set(h, "shortName", field.param)
+        if field.levtype in _LEVEL_TYPES:
+            eccodes.codes_set(h, "level", int(field.levelist or 0))
+        if ensemble:
+            eccodes.codes_set(h, "number", product.index_number)
+            eccodes.codes_set(h, "numberOfForecastsInEnsemble", 51)
+        if accumulated:
             eccodes.codes_set(h, "startStep", 0)
             eccodes.codes_set(h, "endStep", step)
         else:
@@ -110,34 +123,36 @@ def _encode(param: str, levtype: str, level: int | None, number: int, base: dt.d
         eccodes.codes_release(h)
 
 
-def opendata_params(fields: Iterable[FieldSpec]) -> list[tuple[str, str, int | None]]:
-    """What open data would publish for these model fields (gh where models want z on levels)."""
-    out: list[tuple[str, str, int | None]] = []
-    for f in fields:
-        param = "gh" if (f.param == "z" and f.levtype == "pl") else f.param
-        key = (param, f.levtype, f.levelist)
-        if key not in out:
-            out.append(key)
-    return out
+ObjectContents = dict[Product, list[Field]]
 
 
-def write_step_file(root: str, base: dt.datetime, step: int, params: list[tuple[str, str, int | None]],
-                    members: int, step_deg: float, model: str = "ifs", resol: str = "0p25",
-                    stream: str = "enfo") -> Path:
-    """One open-data object (all members of one step) and its `.index` beside it."""
+def write_object(layout: OpenDataLayout, base: dt.datetime, step: int, contents: ObjectContents,
+                 step_deg: float) -> Path:
+    """One open-data object and its `.index` (written by ecmwf-opendata's own indexer).
+
+    Every message is first checked against the catalogue: the mirror holds nothing that
+    ECMWF does not publish, under ECMWF's names and streams.
+    """
     from ecmwf.opendata.grib import grib_index
 
-    url = opendata_object(root, base, step, model, resol, stream)
+    catalogue = load_catalogue()
+    products = sorted(contents, key=lambda p: (p.type != "cf", p.index_number))
+    streams = {p.stream for p in products}
+    if len(streams) != 1:
+        raise ValueError(f"one object holds one stream, got {sorted(streams)}")
+    url = layout.url(base, step, products[0])
     path = Path(url.removeprefix("file://"))
     path.parent.mkdir(parents=True, exist_ok=True)
     lats, lons = grid_coordinates(step_deg)
     valid = base + dt.timedelta(hours=step)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as f:
-        for number in range(members + 1):
-            for param, levtype, level in params:
-                values = synthetic_values(param, level, lats, lons, number, valid, step)
-                f.write(_encode(param, levtype, level, number, base, step, step_deg, values))
+        for product in products:
+            for field in contents[product]:
+                catalogue.check(base, product, field, step)
+                values = synthetic_values(field.param, field.levelist, lats, lons,
+                                          product.index_number, valid, step)
+                f.write(_encode(product, field, base, step, step_deg, values))
     entries = grib_index(str(tmp))
     index = Path(index_of(str(path)))
     index.write_text("".join(json.dumps(e) + "\n" for e in entries))
@@ -145,11 +160,20 @@ def write_step_file(root: str, base: dt.datetime, step: int, params: list[tuple[
     return path
 
 
-def write_mirror(root: str, files: dict[tuple[dt.datetime, int], list[tuple[str, str, int | None]]],
-                 members: int, step_deg: float, **layout: str) -> list[Path]:
-    """Open-data objects for each (base time, step) with the given params, all members."""
+def write_mirror(layout: OpenDataLayout,
+                 objects: dict[tuple[dt.datetime, int, str], ObjectContents],
+                 step_deg: float) -> list[Path]:
+    """Open-data objects keyed by (base time, step, stream) with their products' fields."""
     paths = []
-    for (base, step), params in sorted(files.items()):
-        paths.append(write_step_file(root, base, step, params, members, step_deg, **layout))
-        log.info("wrote %s (%d params x %d members)", paths[-1], len(params), members + 1)
+    for (base, step, _), contents in sorted(objects.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        paths.append(write_object(layout, base, step, contents, step_deg))
+        log.info("wrote %s (%d messages)", paths[-1], sum(len(v) for v in contents.values()))
     return paths
+
+
+def add(objects: dict[tuple[dt.datetime, int, str], ObjectContents], base: dt.datetime, step: int,
+        product: Product, field: Field) -> None:
+    """Put a field into the mirror plan once."""
+    listed = objects.setdefault((base, step, product.stream), {}).setdefault(product, [])
+    if field not in listed:
+        listed.append(field)

@@ -14,22 +14,38 @@ import numpy as np
 import torch
 from anemoi.inference.testing.mock_model import SimpleMockModel
 
-PROGNOSTIC = ["10u", "10v", "2t", "msl", "sp", "tcw", "t_850", "u_850", "v_850", "z_500", "z_850"]
-FORCING = ["lsm", "z"]
-COMPUTED = ["cos_latitude", "sin_latitude"]
+from .checkpoint_info import DEMO_MODEL_PREFIX
+
+# The AIFS ENS v1 variables and their roles (ECMWF, "Implementation of AIFS ENS v1";
+# earth2studio models/px/aifsens.py lists the checkpoint's dataset.variables): 6 params on
+# 13 pressure levels, 10 surface and soil prognostics, 4 constant forcings, 9 computed
+# forcings, tp as the one diagnostic.
+LEVELS = [50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000]
+PRESSURE_PARAMS = ["q", "t", "u", "v", "w", "z"]
+SURFACE = ["10u", "10v", "2d", "2t", "msl", "skt", "sp", "tcw", "stl1", "stl2"]
+PROGNOSTIC = [f"{p}_{lev}" for p in PRESSURE_PARAMS for lev in LEVELS] + SURFACE
+FORCING = ["lsm", "sdor", "slor", "z"]
+COMPUTED = ["cos_julian_day", "cos_latitude", "cos_local_time", "cos_longitude", "insolation",
+            "sin_julian_day", "sin_latitude", "sin_local_time", "sin_longitude"]
+TIME_CONSTANT_COMPUTED = {"cos_latitude", "cos_longitude", "sin_latitude", "sin_longitude"}
 DIAGNOSTIC = ["tp"]
 DEMO_NOTE = "ensflow demo model (persistence + seeded noise), not a forecast"
 
 
 def _mars(name: str) -> dict[str, Any]:
+    """A `mars` block as anemoi-datasets writes it for an ERA5/IFS-trained dataset."""
+    base = {"class": "od", "expver": "0001", "stream": "oper", "type": "an"}
     if "_" in name and name.rsplit("_", 1)[1].isdigit():
         param, level = name.rsplit("_", 1)
-        return {"param": param, "levtype": "pl", "levelist": int(level)}
-    return {"param": name, "levtype": "sfc"}
+        return {**base, "param": param, "levtype": "pl", "levelist": int(level)}
+    return {**base, "param": name, "levtype": "sfc"}
 
 
 def demo_metadata(npoints: int, grid: str) -> dict[str, Any]:
-    """Checkpoint metadata in anemoi's layout: data/model indices and per-variable MARS keys."""
+    """Checkpoint metadata in the form anemoi-training/anemoi-datasets write: variables and
+    their roles, `variables_metadata` with `mars` blocks, `process: accumulation` with its
+    `period` for tp, `constant_in_time` for the constants, `computed_forcing` for what the
+    runner computes. Nothing ensflow-private: the demo is known by its model class."""
     variables = PROGNOSTIC + FORCING + COMPUTED + DIAGNOSTIC
     n_prog, n_force = len(PROGNOSTIC), len(FORCING) + len(COMPUTED)
     n_in = n_prog + n_force
@@ -40,20 +56,23 @@ def demo_metadata(npoints: int, grid: str) -> dict[str, Any]:
         vmeta[name] = {"mars": _mars(name)}
     for name in FORCING:
         vmeta[name]["constant_in_time"] = True
-    vmeta["tp"]["accumulated"] = True
-    vmeta["tp"]["process"] = "accumulation"
-    vmeta["tp"]["period"] = [0, 6]
+    vmeta["tp"].update({"process": "accumulation", "period": ["0:00:00", "6h"]})
+    vmeta["tp"]["mars"]["type"] = "fc"
     for name in COMPUTED:
-        vmeta[name] = {"computed_forcing": True, "constant_in_time": True}
+        vmeta[name] = {"computed_forcing": True,
+                       "constant_in_time": name in TIME_CONSTANT_COMPUTED}
     return {
+        "version": "1.0",
+        "description": DEMO_NOTE,
         "config": {
             "training": {"multistep_input": 2, "precision": "32"},
             "data": {"timestep": "6h", "forcing": FORCING + COMPUTED, "diagnostic": DIAGNOSTIC},
+            "model": {"model": {"_target_": f"{DEMO_MODEL_PREFIX}DemoEnsembleModel"}},
         },
         "data_indices": {
             "data": {
                 "input": {"full": list(range(n_in)), "forcing": forcing_idx,
-                          "diagnostic": diag_idx},
+                          "diagnostic": diag_idx, "prognostic": list(range(n_prog))},
                 "output": {"full": list(range(n_prog)) + diag_idx},
             },
             "model": {
@@ -67,10 +86,9 @@ def demo_metadata(npoints: int, grid: str) -> dict[str, Any]:
             "variables": variables,
             "shape": [365, len(variables), 1, npoints],
             "variables_metadata": vmeta,
-            "data_request": {"grid": grid},
+            "data_request": {"grid": grid, "area": [90, 0, -90, 360]},
         },
-        "ensflow": {"demo_model": True, "note": DEMO_NOTE,
-                    "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 

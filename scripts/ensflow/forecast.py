@@ -15,7 +15,7 @@ from . import checkpoint_info, input_state, quest
 from .config import Settings
 from .cycle import cycle_datetime, member_id
 from .errors import ForecastError
-from .grib_encode import GribEncoder
+from .grib_encode import ENSEMBLE_SIZE, GribEncoder
 from .naming import forecast_windows
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def run_member(settings: Settings, member: int, input_pkl: str | Path,
              fc["precision"], member_seed(settings, member), time.perf_counter() - started)
 
     specs = {s.name: s for s in info.output_fields}
-    encoder = GribEncoder(info.grid, base, member, cfg["max_member"], fc["bits_per_value"])
+    encoder = GribEncoder(info.grid, base, member, ENSEMBLE_SIZE, fc["bits_per_value"])
     totals: dict[str, np.ndarray] = {}
     regridder = None
     if quest_out is not None:

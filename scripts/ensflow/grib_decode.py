@@ -72,3 +72,22 @@ def perturbation_number(buf: bytes) -> int | None:
     s4, _ = sections(buf)[4]
     template = int.from_bytes(buf[s4 + 7:s4 + 9], "big")
     return buf[s4 + 35] if template in (1, 11) else None
+
+
+def field_keys(buf: bytes) -> tuple[str, str, int | None, int]:
+    """(param, levtype, level, member) as MARS names them, read from the header by eccodes.
+
+    gribberish names ECMWF's local parameters with NCEP tables, so the check that a message
+    is the field its index line promised asks eccodes, which knows ECMWF's short names.
+    """
+    import eccodes
+
+    h = eccodes.codes_new_from_message(buf)
+    try:
+        param = str(eccodes.codes_get(h, "shortName"))
+        levtype = str(eccodes.codes_get(h, "levtype")) if eccodes.codes_is_defined(h, "levtype") else ""
+        level = int(eccodes.codes_get(h, "level")) if levtype in ("pl", "sol", "ml") else None
+        number = int(eccodes.codes_get(h, "number")) if eccodes.codes_is_defined(h, "number") else 0
+        return param, levtype, level, number
+    finally:
+        eccodes.codes_release(h)

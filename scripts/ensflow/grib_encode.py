@@ -29,7 +29,11 @@ GLOBAL_SEED_GRID = {  # order matters: eccodes derives increments from the corne
     "longitudeOfLastGridPointInDegrees": 358.0, "iDirectionIncrementInDegrees": 2.0,
     "jDirectionIncrementInDegrees": 2.0,
 }
-_LEVTYPE = {"pl": "isobaricInhPa", "ml": "hybrid"}
+_LEVTYPE = {"pl": "isobaricInhPa", "ml": "hybrid", "sol": "soil"}
+# MARS class of AIFS products in ECMWF's archive and open data ("class": "ai" in AIFS-ENS
+# index lines); IFS-ENS itself is "od".
+MARS_CLASS = "ai"
+ENSEMBLE_SIZE = 51  # IFS/AIFS ENS: control + 50 perturbed members
 
 
 @cache
@@ -142,6 +146,14 @@ class GribEncoder:
         h = ec.codes_new_from_message(packed_grid_template(self.grid, self.bits))
         n = ec.codes_get(h, "numberOfValues")
         ec.codes_set(h, "centre", "ecmf")
+        # IFS ENS products: ECMWF local definition 1 with the MARS keys earthkit-data and
+        # cfgrib select on (class, stream enfo, type cf/pf, expver), ensemble template 4.1/4.11.
+        ec.codes_set(h, "setLocalDefinition", 1)
+        ec.codes_set(h, "localDefinitionNumber", 1)
+        ec.codes_set(h, "marsClass", MARS_CLASS)
+        ec.codes_set(h, "marsStream", "enfo")
+        ec.codes_set(h, "marsType", "cf" if self.member == 0 else "pf")
+        ec.codes_set(h, "experimentVersionNumber", "0001")
         ec.codes_set(h, "productDefinitionTemplateNumber", 11 if spec.accumulated else 1)
         if spec.levtype in _LEVTYPE:
             ec.codes_set(h, "typeOfLevel", _LEVTYPE[spec.levtype])
@@ -149,7 +161,8 @@ class GribEncoder:
         ec.codes_set(h, "paramId", param_id(spec.param, spec.accumulated))
         if spec.levtype in _LEVTYPE:
             ec.codes_set(h, "level", int(spec.levelist or 0))
-        ec.codes_set(h, "typeOfProcessedData", 4)  # perturbed forecast
+        ec.codes_set(h, "typeOfProcessedData", 4 if self.member else 3)  # perturbed / control
+        ec.codes_set(h, "typeOfGeneratingProcess", 4)  # ensemble forecast
         ec.codes_set(h, "perturbationNumber", self.member)
         ec.codes_set(h, "numberOfForecastsInEnsemble", self.ensemble_size)
         ec.codes_set(h, "typeOfEnsembleForecast", 3)

@@ -14,59 +14,85 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import grib_decode, opendata, regrid, safe_pickle
-from .checkpoint_info import CheckpointInfo, FieldSpec
+from . import grib_decode, opendata, opendata_requests, regrid, safe_pickle
+from .checkpoint_info import CheckpointInfo
 from .errors import InputStateError, OpenDataError
-from .naming import opendata_object
+from .opendata import OpenDataLayout
+from .opendata_catalogue import Catalogue
+from .opendata_catalogue import load as load_catalogue
+from .opendata_requests import FieldRequest
 
 log = logging.getLogger(__name__)
-GRAVITY = 9.80665  # m s-2, WMO standard: geopotential = g * geopotential height
 
 
 def input_dates(cycle_time: dt.datetime, timestep_hours: int = 6) -> list[dt.datetime]:
     return [cycle_time - dt.timedelta(hours=timestep_hours), cycle_time]
 
 
-def _source_key(spec: FieldSpec, number: int, available: set[tuple[str, str, int | None]]
-                ) -> tuple[opendata.Key, float]:
-    """Open data publishes geopotential height (gh) on pressure levels; models want z."""
-    key = (spec.param, spec.levtype, spec.levelist)
-    if key not in available and spec.param == "z" and spec.levtype == "pl":
-        gh = ("gh", "pl", spec.levelist)
-        if gh in available:
-            return (*gh, number), GRAVITY
-    return (*key, number), 1.0
+def check_source(request: FieldRequest, msg: opendata.Message, blob: bytes,
+                 values: NDArray[np.float64], catalogue: Catalogue) -> None:
+    """The message is the field its index line promised, with values that field can have.
+
+    A swapped `_offset` in an index would otherwise give a forecast whose 2t holds msl.
+    """
+    got = grib_decode.field_keys(blob)
+    want = (request.field.param, request.field.levtype, request.field.levelist,
+            request.product.index_number)
+    if got != want:
+        shown = "{}/{} ({}) member {}"
+        raise InputStateError(f"{msg.label()}: the message is {shown.format(*got)}, its index "
+                              f"entry promised {shown.format(*want)} ({request.describe()})")
+    bounds = catalogue.plausible_range(request.field.param)
+    if bounds is not None:
+        lo, hi = bounds
+        vmin, vmax = float(np.nanmin(values)), float(np.nanmax(values))
+        if vmin < lo or vmax > hi:
+            raise InputStateError(f"{msg.label()}: values {vmin:.4g}..{vmax:.4g} outside the "
+                                  f"plausible {lo:g}..{hi:g} for {request.field.param}")
 
 
-def build(info: CheckpointInfo, cycle_time: dt.datetime, number: int, root: str,
-          model: str = "ifs", resol: str = "0p25", stream: str = "enfo") -> dict[str, Any]:
-    """The input state of one member from open data (step 0 of the runs at both dates)."""
+def build(info: CheckpointInfo, cycle_time: dt.datetime, number: int,
+          layout: OpenDataLayout) -> dict[str, Any]:
+    """The input state of one member from open data at both input dates.
+
+    Each variable comes from where ECMWF publishes it (opendata_requests): the member's
+    fields from enfo, the constants from the HRES stream; one index read and one batch of
+    byte ranges per object.
+    """
+    catalogue = load_catalogue()
     dates = input_dates(cycle_time, info.timestep_hours)
     fields: dict[str, NDArray[np.float32]] = {
         s.name: np.empty((len(dates), info.npoints), dtype=np.float32) for s in info.input_fields
     }
     for i, date in enumerate(dates):
-        url = opendata_object(root, date, 0, model, resol, stream)
         started = time.perf_counter()
-        index = opendata.load_index(url)
-        available = {(m.param, m.levtype, m.levelist) for m in index if m.number == number}
-        keys = {s.name: _source_key(s, number, available) for s in info.input_fields}
-        try:
-            chosen = opendata.select(index, [k for k, _ in keys.values()])
-        except OpenDataError as exc:
-            raise OpenDataError(f"{url} for member {number}: {exc}") from None
-        wanted = [chosen[keys[s.name][0]] for s in info.input_fields]
-        blobs = opendata.fetch(wanted)
-        for spec, msg, blob in zip(info.input_fields, wanted, blobs, strict=True):
-            on_grid = regrid.regrid_message(blob, info.grid)
-            values = grib_decode.decode(on_grid, msg.label()) * keys[spec.name][1]
-            if values.size != info.npoints:
-                raise InputStateError(f"{msg.label()}: {values.size} points after regrid to "
-                                      f"{info.grid}, checkpoint wants {info.npoints}")
-            fields[spec.name][i] = values
-        log.info("%s: %d fields for member %d in %.1fs (%.1f MB by range)", date.isoformat(),
-                 len(wanted), number, time.perf_counter() - started,
-                 sum(m.length for m in wanted) / 1e6)
+        by_url: dict[str, list[FieldRequest]] = {}
+        for r in opendata_requests.for_member(info, date, number, catalogue):
+            by_url.setdefault(r.url(layout), []).append(r)
+        nbytes = 0
+        for url, requests in by_url.items():
+            index = opendata.load_index(url)
+            listed = {(m.param, m.levtype, m.levelist, m.number) for m in index}
+            missing = [r.describe() for r in requests if r.key not in listed]
+            if missing:
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                raise OpenDataError(f"{url} for member {number}: not in the index: "
+                                    f"{'; '.join(missing[:10])}{more}")
+            chosen = opendata.select(index, [r.key for r in requests])
+            wanted = [chosen[r.key] for r in requests]
+            for r, msg, blob in zip(requests, wanted, opendata.fetch(wanted), strict=True):
+                on_grid = regrid.regrid_message(blob, info.grid)
+                values = grib_decode.decode(on_grid, msg.label())
+                check_source(r, msg, blob, values, catalogue)
+                if values.size != info.npoints:
+                    raise InputStateError(f"{msg.label()}: {values.size} points after regrid to "
+                                          f"{info.grid}, checkpoint wants {info.npoints}")
+                fields[r.variable][i] = values * r.scale
+            nbytes += sum(m.length for m in wanted)
+        log.info("%s: %d fields for member %d from %s in %.1fs (%.1f MB by range)",
+                 date.isoformat(), len(info.input_fields), number,
+                 ", ".join(u.rsplit("/", 1)[-1] for u in by_url), time.perf_counter() - started,
+                 nbytes / 1e6)
     state = {"date": cycle_time, "fields": fields}
     check(state, info, f"member {number}")
     return state

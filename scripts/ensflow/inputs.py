@@ -6,11 +6,12 @@ import logging
 import os
 from pathlib import Path
 
-from . import checkpoint_info, input_state, receipts, safe_pickle, scratch, storage
+from . import checkpoint_info, input_state, opendata_requests, receipts, safe_pickle, scratch, storage
 from .config import Settings
 from .cycle import cycle_datetime, member_id
 from .errors import InputStateError
 from .naming import input_object
+from .opendata import OpenDataLayout
 from .provenance import record
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,8 @@ def prepare_input(settings: Settings, member: int, receipt_path: str | Path) -> 
     cfg = settings.raw
     info = checkpoint_info.read(cfg["checkpoint"])
     od = cfg["opendata"]
-    state = input_state.build(info, cycle_datetime(settings.cycle), member, od["root"],
-                              od["model"], od["resol"], od["stream"])
+    date = cycle_datetime(settings.cycle)
+    state = input_state.build(info, date, member, OpenDataLayout.from_config(cfg))
     url = input_object(cfg["bucket"], settings.cycle, member)
     workdir = Path(cfg["scratch"]) / settings.cycle / "prepare"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -38,6 +39,8 @@ def prepare_input(settings: Settings, member: int, receipt_path: str | Path) -> 
         "cycle": settings.cycle, "member": member, "object": sent.info.url,
         "size": sent.info.size, "crc32c": sent.info.crc32c, "skipped": sent.skipped,
         "fields": [f.name for f in info.input_fields], "grid": info.grid,
+        "sources": [r.describe() for d in input_state.input_dates(date, info.timestep_hours)
+                    for r in opendata_requests.for_member(info, d, member)],
         "dates": [d.isoformat() for d in input_state.input_dates(
             cycle_datetime(settings.cycle), info.timestep_hours)],
         "provenance": record(cfg, opendata_root=od["root"]),

@@ -40,11 +40,12 @@ def forecast_object(bucket: str, cycle: str, filename: str) -> str:
 
 def opendata_object(
     root: str, base: dt.datetime, step: int, model: str = "ifs", resol: str = "0p25",
-    stream: str = "enfo",
+    stream: str = "enfo", file_type: str = "ef",
 ) -> str:
-    """ECMWF open-data layout; dates before 2024-02-28 06z have no model segment."""
+    """ECMWF open-data layout (ecmwf-opendata's HOURLY_PATTERN); dates before 2024-02-28 06z
+    have no model segment. `file_type` is `ef` for enfo, `fc` for oper/scda."""
     ymd, hh = base.strftime("%Y%m%d"), base.strftime("%H")
-    stem = f"{base:%Y%m%d%H}0000-{step}h-{stream}-ef.grib2"
+    stem = f"{base:%Y%m%d%H}0000-{step}h-{stream}-{file_type}.grib2"
     if base < dt.datetime(2024, 2, 28, 6):
         return join_url(root, ymd, f"{hh}z", resol, stream, stem)
     return join_url(root, ymd, f"{hh}z", model, resol, stream, stem)

@@ -9,11 +9,34 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import storage
 from .errors import OpenDataError
-from .naming import index_of
+from .naming import index_of, opendata_object
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from .opendata_catalogue import Product
+
+
+@dataclass(frozen=True)
+class OpenDataLayout:
+    """Where a mirror or ECMWF's bucket keeps its objects (the config's `opendata` keys)."""
+
+    root: str
+    model: str = "ifs"
+    resol: str = "0p25"
+
+    def url(self, base: dt.datetime, step: int, product: Product) -> str:
+        return opendata_object(self.root, base, step, self.model, self.resol, product.stream,
+                               product.file_type)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> OpenDataLayout:
+        od = cfg["opendata"]
+        return cls(od["root"], od["model"], od["resol"])
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint_info, opendata, receipts, storage
+from . import checkpoint_info, opendata, opendata_requests, receipts, storage
 from .config import Settings
 from .cycle import cycle_datetime
 from .errors import EnsflowError
-from .naming import join_url, opendata_object
+from .naming import join_url
+from .opendata import OpenDataLayout
 
 log = logging.getLogger(__name__)
 
@@ -81,26 +82,42 @@ def _load_index(url: str) -> list[opendata.Message]:
 
 
 def check_opendata_aifs(settings: Settings) -> str:
-    """Both input dates' indices list every member's fields for the checkpoint."""
-    from .input_state import _source_key, input_dates
+    """Every input variable of every member is listed where the catalogue says ECMWF
+    publishes it (enfo for members, the HRES stream for constants); a missing field is
+    named with the request tried."""
+    from .input_state import input_dates
 
-    od = settings.raw["opendata"]
-    layout = {"model": od["model"], "resol": od["resol"], "stream": od["stream"]}
+    layout = OpenDataLayout.from_config(settings.raw)
     info = checkpoint_info.read(settings.raw["checkpoint"])
     count = 0
-    problems = []
+    problems: list[str] = []
+    indices: dict[str, set[opendata.Key] | None] = {}
     for date in input_dates(cycle_datetime(settings.cycle), info.timestep_hours):
-        url = opendata_object(od["root"], date, 0, **layout)
-        try:
-            messages = _load_index(url)
-            available = {(m.param, m.levtype, m.levelist) for m in messages}
-            wanted = [_source_key(s, n, available)[0] for n in settings.members
-                      for s in info.input_fields]
-            count += len(opendata.select(messages, wanted))
-        except EnsflowError as exc:
-            problems.append(f"{url}: {exc}")
+        for n in settings.members:
+            try:
+                requests = opendata_requests.for_member(info, date, n)
+            except EnsflowError as exc:
+                problems.append(str(exc))
+                break
+            for r in requests:
+                url = r.url(layout)
+                if url not in indices:
+                    try:
+                        indices[url] = {(m.param, m.levtype, m.levelist, m.number)
+                                        for m in _load_index(url)}
+                    except EnsflowError as exc:
+                        problems.append(str(exc))
+                        indices[url] = None
+                listed = indices[url]
+                if listed is None:
+                    continue
+                if r.key in listed:
+                    count += 1
+                else:
+                    problems.append(f"{url}: not in the index: {r.describe()}")
     if problems:
-        raise PreflightError("; ".join(problems))
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise PreflightError("; ".join(problems[:10]) + more)
     return f"open data: {count} input messages listed"
 
 
@@ -112,12 +129,13 @@ def check_opendata_cgan(settings: Settings) -> str:
     count = 0
     problems = []
     for step in plan.all_steps:
-        wanted = [(v.param, v.levtype, v.levelist, m) for v in plan.variables
-                  if step in plan.fetch_steps(v) for m in plan.members]
-        try:
-            count += len(opendata.select(_load_index(plan.url(step)), wanted))
-        except EnsflowError as exc:
-            problems.append(f"{plan.url(step)}: {exc}")
+        for url, members in plan.objects(step).items():
+            wanted = [(v.param, v.levtype, v.levelist, m) for v in plan.variables
+                      if step in plan.fetch_steps(v) for m in members]
+            try:
+                count += len(opendata.select(_load_index(url), wanted))
+            except EnsflowError as exc:
+                problems.append(f"{url}: {exc}")
     if problems:
         raise PreflightError("; ".join(problems[:5]))
     return f"open data: {count} cGAN messages listed"
@@ -159,15 +177,27 @@ def check_gpu(settings: Settings) -> str:
 
 
 def check_climatology(settings: Settings) -> str:
+    """The quest's files for this cycle's two weeks exist (or the quest's server can be
+    asked), and the cycle is a quest issue date."""
+    from . import quest, quest_climatology
+
     q = settings.raw["quest"]
     if not q["enabled"]:
         return "quest off"
-    if not q["climatology"]:
+    quest.check_issue_date(settings.cycle, q["allow_any_issue_date"])
+    if settings.raw["synthetic"]:
         return "synthetic climatology (made by the demo)"
-    url = q["climatology"] if "://" in q["climatology"] else f"file://{q['climatology']}"
-    if storage.stat(url) is None:
-        raise PreflightError(f"climatology {q['climatology']} not found")
-    return f"climatology {q['climatology']} present"
+    if q["climatology"] == quest_climatology.AIWQ:
+        if not os.environ.get(q["password_env"]):
+            raise PreflightError(f"climatology from the quest's server needs ${q['password_env']}")
+        return "climatology from the quest's server"
+    issue = quest.issue_date(settings.cycle)
+    missing = [quest_climatology.source_url(q["climatology"], v, valid)
+               for v, _, valid in quest_climatology.needed(issue, q["variables"])
+               if storage.stat(quest_climatology.source_url(q["climatology"], v, valid)) is None]
+    if missing:
+        raise PreflightError(f"climatology files not found: {', '.join(missing)}")
+    return f"climatology: 6 files under {q['climatology']}"
 
 
 CHECKS: dict[str, dict[str, Callable[[Settings], str]]] = {

@@ -113,13 +113,33 @@ def quintile_probabilities(members: np.ndarray, thresholds: np.ndarray) -> np.nd
     """Fraction of members in each climatological quintile interval per grid point.
 
     members: (n, lat, lon); thresholds: (4, lat, lon), ascending (the 20/40/60/80 % values).
-    A value equal to a threshold falls in the lower interval. Returns (5, lat, lon).
+    As the quest's scorer (AI_WQ_package forecast_evaluation.conditional_obs_probs) places
+    an observation: below the first edge is q1, `lower <= x < upper` a middle quintile,
+    `x >= last edge` q5, so a value equal to an edge goes UP (weekly rain of 0 mm against
+    0 mm edges in a desert is in the highest zero-width quintile's upper neighbour, as
+    there). A NaN member counts in no quintile and not in the ensemble size; a point with
+    no finite member is NaN. Returns (5, lat, lon).
     """
     if np.any(np.diff(thresholds, axis=0) < 0):
         raise EnsflowError("climatology thresholds are not ascending")
-    category = (members[:, None] > thresholds[None]).sum(axis=1)  # 0..4 per member
-    counts = np.stack([(category == q).sum(axis=0) for q in range(5)])
-    return counts / members.shape[0]
+    finite = np.isfinite(members)
+    category = (members[:, None] >= thresholds[None]).sum(axis=1)  # 0..4 per member
+    counts = np.stack([((category == q) & finite).sum(axis=0) for q in range(5)])
+    n = finite.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, counts / np.maximum(n, 1), np.nan)
+
+
+def check_issue_date(cycle: str, allow_any: bool) -> None:
+    """The quest takes forecasts issued on Thursdays at 00 UTC (AI_WQ_package
+    check_fc_submission.check_forecast_data_window refuses other weekdays)."""
+    issue = cycle_datetime(cycle)
+    if allow_any or (issue.weekday() == 3 and issue.hour == 0):
+        return
+    raise EnsflowError(f"cycle {cycle}: issue {issue:%Y-%m-%d %H} UTC is a {issue:%A}: AI Weather Quest "
+                       "submissions are issued on Thursdays at 00 UTC (run a Thursday 00 UTC "
+                       "cycle, set quest.enabled: false, or quest.allow_any_issue_date: true "
+                       "for experiments)")
 
 
 # ------------------------------------------------------------------ regrid

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ensemble_store, quest, receipts, storage
+from . import ensemble_store, quest, quest_climatology, receipts, storage
 from .config import Settings
 from .cycle import hours_since_1900, member_id
 from .errors import EnsflowError
@@ -58,6 +58,7 @@ def time_value(settings: Settings) -> int:
 
 
 def setup(settings: Settings, out: str | Path) -> None:
+    quest.check_issue_date(settings.cycle, settings.raw["quest"]["allow_any_issue_date"])
     ensemble_store.setup(store_from(settings), layout(settings), settings.cycle,
                          time_value(settings), out)
 
@@ -155,63 +156,67 @@ def load_cycle(settings: Settings, published: str | Path
     return data, members, steps, pub
 
 
-def synthetic_climatology(settings: Settings, published: str | Path, out: str | Path) -> None:
-    """Demo thresholds: quintiles of the ensemble pooled over each point's 3 × 3 neighbours.
+def synthetic_climatology(settings: Settings, published: str | Path, out_files: list[str | Path]
+                          ) -> None:
+    """Demo thresholds in the quest's files: quintiles of the ensemble pooled over each
+    point's 3 × 3 neighbours, one file per variable and week as the quest's server has them.
 
     There is no real climatology offline; this one is labelled synthetic and is only meant
     to exercise the chain (it is near-calibrated for the demo ensemble by construction).
     """
-    import xarray as xr
-
     data, _, steps, _ = load_cycle(settings, published)
     units = settings.raw["quest"]["climatology_units"]
     issue = quest.issue_date(settings.cycle)
-    data_vars = {}
-    for v in variables(settings):
-        for p in quest.PERIODS:
-            weekly = quest.convert_units(quest.weekly(data[v.name].astype(np.float64), steps, v, p),
-                                         v, units[v.name])
-            padded = np.pad(weekly, ((0, 0), (1, 1), (0, 0)), mode="edge")
-            pooled = np.concatenate([np.roll(padded, (dy, dx), axis=(1, 2))[:, 1:-1]
-                                     for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
-            thresholds = np.quantile(pooled, [0.2, 0.4, 0.6, 0.8], axis=0)
-            first, _ = quest.valid_dates(issue, p)
-            data_vars[f"{v.name}_p{p}"] = (("quantile", "latitude", "longitude"), thresholds,
-                                           {"units": units[v.name],
-                                            "valid_from": first.strftime("%Y-%m-%d")})
-    ds = xr.Dataset(data_vars, coords={"quantile": [0.2, 0.4, 0.6, 0.8],
-                                       "latitude": quest.LATITUDES, "longitude": quest.LONGITUDES},
-                    attrs={"synthetic": 1, "title": "synthetic weekly quintile thresholds (demo only)"})
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    ds.to_netcdf(out)
+    by_name = {Path(p).name: Path(p) for p in out_files}
+    for var, period, valid in quest_climatology.needed(issue, [v.name for v in variables(settings)]):
+        v = quest.VARIABLES[var]
+        weekly = quest.convert_units(quest.weekly(data[var].astype(np.float64), steps, v, period),
+                                     v, units[var])
+        padded = np.pad(weekly, ((0, 0), (1, 1), (0, 0)), mode="edge")
+        pooled = np.concatenate([np.roll(padded, (dy, dx), axis=(1, 2))[:, 1:-1]
+                                 for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+        thresholds = np.quantile(pooled, quest_climatology.QUANTILES, axis=0)
+        quest_climatology.write_synthetic(by_name[quest_climatology.filename(var, valid)], var,
+                                          valid, thresholds, units[var])
 
 
-def open_climatology(path_or_url: str) -> Any:
-    """The climatology file, fetched once when it lives in a bucket."""
-    import xarray as xr
-
-    local = path_or_url
-    if "://" in path_or_url and not path_or_url.startswith("file://"):
-        fd, local = tempfile.mkstemp(suffix=".nc")
-        os.close(fd)
-        storage.get_file(path_or_url, local)
-    return xr.load_dataset(local.removeprefix("file://"))
+def climatology_files(settings: Settings, directory: str | Path) -> list[Path]:
+    """Where a cycle keeps the climatology files its products read, in the quest's names."""
+    issue = quest.issue_date(settings.cycle)
+    return [Path(directory) / quest_climatology.filename(v, valid)
+            for v, _, valid in quest_climatology.needed(issue, settings.raw["quest"]["variables"])]
 
 
-def read_climatology(settings: Settings, ds: Any, source: str, var: quest.QuestVar,
-                     period: int) -> np.ndarray:
-    name = f"{var.name}_p{period}"
-    if name not in ds:
-        raise EnsflowError(f"climatology {source}: no variable {name}")
-    units = ds[name].attrs.get("units")
-    want = settings.raw["quest"]["climatology_units"][var.name]
-    if units != want:
-        raise EnsflowError(f"climatology {source}: {name} is in {units!r}, config says {want!r}")
-    return ds[name].values
+def climatology_paths(settings: Settings) -> list[str]:
+    """The files' paths under the server's root (or a mirror's URL prefix)."""
+    issue = quest.issue_date(settings.cycle)
+    return [quest_climatology.remote_path(v, valid)
+            for v, _, valid in quest_climatology.needed(issue, settings.raw["quest"]["variables"])]
 
 
-def products(settings: Settings, published: str | Path, climatology: str, out_dir: str | Path,
-             report_path: str | Path) -> None:
+def fetch_climatology(settings: Settings, out_files: list[str | Path], record: str | Path) -> None:
+    """Each variable's file for each forecast week, from the quest's server (or a mirror of
+    its layout), checked before anything uses it."""
+    q = settings.raw["quest"]
+    issue = quest.issue_date(settings.cycle)
+    by_name = {Path(p).name: Path(p) for p in out_files}
+    checks = []
+    for var, period, valid in quest_climatology.needed(issue, q["variables"]):
+        dest = by_name[quest_climatology.filename(var, valid)]
+        quest_climatology.fetch(q["climatology"], var, valid, dest, q["password_env"])
+        try:
+            _, info = quest_climatology.load_checked(dest, var, valid, q["climatology_units"][var])
+        except EnsflowError:
+            dest.unlink(missing_ok=True)
+            raise
+        checks.append({"variable": var, "period": period, **info})
+        log.info("climatology %s: week of %s, units %s%s", dest.name, info["valid_date"],
+                 info["units"], ", reordered to 90→−90 / 0→358.5" if info["reordered"] else "")
+    receipts.write(record, {"cycle": settings.cycle, "source": q["climatology"], "files": checks})
+
+
+def products(settings: Settings, published: str | Path, climatology_dir: str | Path,
+             out_dir: str | Path, report_path: str | Path) -> None:
     """Six submission files (3 variables × 2 periods), each checked; a sanity report."""
     q = settings.raw["quest"]
     data, members, steps, pub = load_cycle(settings, published)
@@ -220,12 +225,14 @@ def products(settings: Settings, published: str | Path, climatology: str, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"cycle": settings.cycle, "members": members,
                               "partial": pub.get("partial", False), "files": {}}
-    clim = open_climatology(climatology)
     for v in variables(settings):
         for p in quest.PERIODS:
             weekly = quest.weekly(data[v.name].astype(np.float64), steps, v, p)
             weekly = quest.convert_units(weekly, v, q["climatology_units"][v.name])
-            thresholds = read_climatology(settings, clim, climatology, v, p)
+            valid = quest_climatology.week_start(issue, p)
+            climatology = Path(climatology_dir) / quest_climatology.filename(v.name, valid)
+            thresholds, _ = quest_climatology.load_checked(climatology, v.name, valid,
+                                                           q["climatology_units"][v.name])
             probs = quest.quintile_probabilities(weekly, thresholds)
             checks = quest.sanity(v, weekly, probs, len(members),
                                   pub.get("expected_members", len(members)), q["allow_partial"])
@@ -233,7 +240,8 @@ def products(settings: Settings, published: str | Path, climatology: str, out_di
                 "cycle": settings.cycle, "members": members, "members_count": len(members),
                 "expected_members": pub.get("expected_members", len(members)),
                 "partial_ensemble": pub.get("partial", False), "store_snapshot": pub["snapshot"],
-                "store": q["store"], "climatology": climatology, "window_hours": quest.window_hours(v, p),
+                "store": q["store"], "climatology": climatology.name,
+                "climatology_source": q["climatology"], "window_hours": quest.window_hours(v, p),
                 "units_compared": q["climatology_units"][v.name]})
             da = quest.submission_array(probs, v, issue, p, attrs)
             quest.offline_checks(da, v.name, issue, p)
@@ -248,39 +256,30 @@ def products(settings: Settings, published: str | Path, climatology: str, out_di
 
 
 def plots(settings: Settings, out_dir: str | Path, pngs: list[str | Path]) -> None:
-    """Maps: ensemble-mean anomaly and the most likely quintile, per variable and week."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Maps per variable and week: ensemble-mean anomaly and most likely quintile (ties shown
+    as ties), globally and over East Africa, with coastlines and borders."""
     import matplotlib.pyplot as plt
     import xarray as xr
+
+    from . import maps
 
     q = settings.raw["quest"]
     issue = quest.issue_date(settings.cycle)
     out_dir = Path(out_dir)
+    synthetic = " (synthetic demo data)" if settings.raw["synthetic"] else ""
     for png in pngs:
         png = Path(png)
         var, period = png.stem.split("_p")[0], int(png.stem.split("_p")[1][0])
         v = quest.VARIABLES[var]
         da = xr.open_dataarray(out_dir / quest.submission_name(var, issue, period, q["team"], q["model"]))
         anomaly = np.load(out_dir / f".{var}_p{period}_mean_anomaly.npy")
-        fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
-        extent = (0, 360, -90, 90)
-        lim = float(np.nanmax(np.abs(anomaly))) or 1.0
-        im0 = axes[0].imshow(anomaly, extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-        axes[0].set_title(f"{var} p{period}: ensemble-mean anomaly ({q['climatology_units'][var]})")
-        fig.colorbar(im0, ax=axes[0])
-        likely = da.values.argmax(axis=0) + 1
-        im1 = axes[1].imshow(likely, extent=extent, cmap="viridis", vmin=1, vmax=5, aspect="auto")
-        axes[1].set_title(f"{var} p{period}: most likely quintile")
-        fig.colorbar(im1, ax=axes[1], ticks=[1, 2, 3, 4, 5])
-        for ax in axes:
-            ax.set_xlabel("longitude")
-            ax.set_ylabel("latitude")
-        synthetic = " (synthetic demo data)" if settings.raw["synthetic"] else ""
-        fig.suptitle(f"AIFS-ENS {settings.cycle}{synthetic}: {v.standard_name}")
-        fig.tight_layout()
-        fig.savefig(png, dpi=80)
+        first, last = quest.valid_dates(issue, period)
+        fig = maps.quest_figure(
+            anomaly, da.values, da["latitude"].values, da["longitude"].values,
+            f"AIFS-ENS {settings.cycle}{synthetic}: {v.standard_name}, week {period} "
+            f"({first:%d %b}–{last:%d %b %Y})",
+            f"{var} anomaly vs climatological median ({q['climatology_units'][var]})")
+        fig.savefig(png, dpi=70)
         plt.close(fig)
 
 
