@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import replace
+import shutil
 from pathlib import Path
 
 import eccodes
@@ -12,38 +12,49 @@ import mir
 import numpy as np
 import pytest
 
-from ensflow import checkpoint_info, demo_data, input_state
+from ensflow import checkpoint_info, demo, demo_data, input_state, opendata, opendata_requests
+from ensflow.config import load
 from ensflow.demo_model import save_demo_checkpoint
 from ensflow.errors import InputStateError, OpenDataError
 from ensflow.naming import index_of, opendata_object
+from ensflow.opendata import OpenDataLayout
+from ensflow.opendata_catalogue import load as load_catalogue
+
+REPO = Path(__file__).resolve().parents[1]
 
 CYCLE = dt.datetime(2025, 11, 27, 0)
+GRAVITY = 9.80665
 
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
+    """The demo's mirror for two perturbed members, written from the catalogue."""
     root = tmp_path_factory.mktemp("od")
     ckpt = save_demo_checkpoint(root / "demo.ckpt")
     info = checkpoint_info.read(str(ckpt))
-    url = f"file://{root}/opendata"
-    params = demo_data.opendata_params(info.input_fields)
-    demo_data.write_mirror(url, {(d, 0): params for d in input_state.input_dates(CYCLE)}, 2, 4.0)
-    return info, url
+    settings = load(REPO / "config" / "config.yaml", {
+        "opendata": {"root": f"file://{root}/opendata"}, "cgan": {"enabled": False},
+        "demo": {"perturbed_members": 2}})
+    layout = OpenDataLayout.from_config(settings.raw)
+    demo_data.write_mirror(layout, demo.mirror_objects(settings, info), 4.0)
+    return info, layout
 
 
 def reference(url: str, param: str, level: int | None, number: int, grid: str) -> np.ndarray:
     """eccodes finds the message by its own keys; mir regrids; eccodes decodes."""
     path = url.removeprefix("file://")
+    msg = None
     with open(path, "rb") as f:
         while (h := eccodes.codes_grib_new_from_file(f)) is not None:
             try:
                 keys = (eccodes.codes_get(h, "shortName"), eccodes.codes_get(h, "level"),
-                        eccodes.codes_get(h, "number"))
+                        eccodes.codes_get(h, "number") if eccodes.codes_is_defined(h, "number") else 0)
                 if keys == (param, level or keys[1], number):
                     msg = eccodes.codes_get_message(h)
                     break
             finally:
                 eccodes.codes_release(h)
+    assert msg is not None, (url, param, level, number)
     out = bytearray(8 * 1024 * 1024)
     sink = mir.GribMemoryOutput(out)
     mir.Job(grid=grid, interpolation="linear").execute(mir.GribMemoryInput(msg), sink)
@@ -55,48 +66,99 @@ def reference(url: str, param: str, level: int | None, number: int, grid: str) -
 
 
 def test_state_matches_eccodes_and_mir(mirror):
-    info, url = mirror
-    state = input_state.build(info, CYCLE, 2, url)
+    """Each variable from where ECMWF publishes it: soil temperature as sot on soil levels,
+    z on pressure levels as gh times g, constants from the HRES stream (scda at 18 UTC
+    before IFS 50r1, oper at 00 UTC) with no member number."""
+    info, layout = mirror
+    state = input_state.build(info, CYCLE, 2, layout)
     assert state["date"] == CYCLE
     assert set(state["fields"]) == {f.name for f in info.input_fields}
+    assert len(info.input_fields) == 92  # as today's operational pickles
     for i, date in enumerate(input_state.input_dates(CYCLE)):
-        src = opendata_object(url, date, 0)
-        for name, param, level, scale in [("2t", "2t", None, 1.0), ("msl", "msl", None, 1.0),
-                                          ("z_500", "gh", 500, input_state.GRAVITY)]:
-            ref = reference(src, param, level, 2, info.grid) * scale
+        enfo = opendata_object(layout.root, date, 0, stream="enfo", file_type="ef")
+        hres = opendata_object(layout.root, date, 0, stream="scda" if date.hour == 18 else "oper",
+                               file_type="fc")
+        for name, src, param, level, number, scale in [
+                ("2t", enfo, "2t", None, 2, 1.0), ("msl", enfo, "msl", None, 2, 1.0),
+                ("z_500", enfo, "gh", 500, 2, GRAVITY), ("stl1", enfo, "sot", 1, 2, 1.0),
+                ("stl2", enfo, "sot", 2, 2, 1.0), ("lsm", hres, "lsm", None, 0, 1.0),
+                ("z", hres, "z", None, 0, 1.0), ("sdor", hres, "sdor", None, 0, 1.0)]:
+            ref = reference(src, param, level, number, info.grid) * scale
             got = state["fields"][name][i]
             assert got.shape == (info.npoints,)
-            np.testing.assert_allclose(got, ref.astype(np.float32), rtol=1e-6)
+            np.testing.assert_allclose(got, ref.astype(np.float32), rtol=1e-6, err_msg=name)
 
 
 def test_members_differ_and_dates_differ(mirror):
-    info, url = mirror
-    a = input_state.build(info, CYCLE, 1, url)["fields"]["2t"]
-    b = input_state.build(info, CYCLE, 2, url)["fields"]["2t"]
+    info, layout = mirror
+    a = input_state.build(info, CYCLE, 1, layout)["fields"]["2t"]
+    b = input_state.build(info, CYCLE, 2, layout)["fields"]["2t"]
     assert not np.allclose(a, b)
     assert not np.allclose(a[0], a[1])
 
 
 def test_missing_member_is_named(mirror):
-    info, url = mirror
+    info, layout = mirror
     with pytest.raises(OpenDataError, match="member 9"):
-        input_state.build(info, CYCLE, 9, url)
+        input_state.build(info, CYCLE, 9, layout)
 
 
-def test_missing_field_in_index_is_listed(mirror, tmp_path):
-    info, url = mirror
-    extra = replace(info, input_fields=(*info.input_fields,
-                                        checkpoint_info.FieldSpec("skt", "skt", "sfc")))
-    with pytest.raises(OpenDataError, match=r"missing from the index: skt \(sfc\) member 1"):
-        input_state.build(extra, CYCLE, 1, url)
+def test_missing_field_names_the_request_tried(mirror, tmp_path):
+    """A field open data does not list is named with where it was looked for."""
+    info, layout = mirror
+    copy = tmp_path / "od"
+    shutil.copytree(layout.root.removeprefix("file://"), copy)
+    idx = Path(index_of(opendata_object(f"file://{copy}", CYCLE, 0, stream="enfo",
+                                        file_type="ef")).removeprefix("file://"))
+    lines = [ln for ln in idx.read_text().splitlines()
+             if not (json.loads(ln)["param"] == "sot" and json.loads(ln).get("levelist") == "2")]
+    idx.write_text("\n".join(lines) + "\n")
+    with pytest.raises(OpenDataError, match=r"stl2 <- sot/2 \(sol\) from enfo pf number 1"):
+        input_state.build(info, CYCLE, 1, OpenDataLayout(f"file://{copy}"))
+
+
+def test_a_message_that_is_not_the_field_its_index_promised_is_refused(mirror, tmp_path):
+    """Swapped `_offset`s of 2t and msl: the member fails naming both, no state is made."""
+    info, layout = mirror
+    copy = tmp_path / "od"
+    shutil.copytree(layout.root.removeprefix("file://"), copy)
+    idx = Path(index_of(opendata_object(f"file://{copy}", CYCLE, 0, stream="enfo",
+                                        file_type="ef")).removeprefix("file://"))
+    entries = [json.loads(ln) for ln in idx.read_text().splitlines()]
+    t2, msl = (next(e for e in entries if e["param"] == p and e.get("number") == "1")
+               for p in ("2t", "msl"))
+    for k in ("_offset", "_length"):
+        t2[k], msl[k] = msl[k], t2[k]
+    idx.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    with pytest.raises(InputStateError, match=r"the message is msl.*promised 2t"):
+        input_state.build(info, CYCLE, 1, OpenDataLayout(f"file://{copy}"))
+
+
+def test_implausible_values_are_refused(mirror):
+    info, _ = mirror
+    cat = load_catalogue()
+    req = next(r for r in opendata_requests.for_member(info, CYCLE, 1, cat) if r.variable == "2t")
+    msg = opendata.Message("x.grib2", 0, 1, "2t", "sfc", None, 1, "0")
+    blob = demo_data._encode(req.product, req.field, CYCLE, 0, 4.0,
+                             np.full(91 * 90, 101_000.0))  # a pressure where 2t should be
+    with pytest.raises(InputStateError, match=r"outside the plausible 160\.\.350 for 2t"):
+        input_state.check_source(req, msg, blob, np.full(10, 101_000.0), cat)
 
 
 def test_index_format_is_ecmwf_json_lines(mirror):
-    _, url = mirror
-    idx = Path(index_of(opendata_object(url, CYCLE, 0)).removeprefix("file://"))
-    first = json.loads(idx.read_text().splitlines()[0])
-    assert {"param", "levtype", "type", "step", "_offset", "_length"} <= set(first)
-    assert first["type"] == "cf" and "number" not in first
+    """Keys as real index lines have them; cf lines carry no number; oper/scda no number."""
+    _, layout = mirror
+    for stream, ftype in (("enfo", "ef"), ("oper", "fc")):
+        idx = Path(index_of(opendata_object(layout.root, CYCLE, 0, stream=stream,
+                                            file_type=ftype)).removeprefix("file://"))
+        lines = [json.loads(ln) for ln in idx.read_text().splitlines()]
+        keys = set(load_catalogue().index_keys)
+        assert all(set(e) <= keys for e in lines)
+        assert all(e["stream"] == stream and e["class"] == "od" for e in lines)
+        if stream == "enfo":
+            assert lines[0]["type"] == "cf" and "number" not in lines[0]
+        else:
+            assert {e["type"] for e in lines} == {"fc"} and not any("number" in e for e in lines)
 
 
 def good_state(info):
