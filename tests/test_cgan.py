@@ -11,6 +11,7 @@ import pytest
 
 from ensflow import cgan, demo_data, grib_decode
 from ensflow.errors import OpenDataError
+from ensflow.opendata_catalogue import Field, Product
 
 REGION = {"lat_min": -14.0, "lat_max": 25.0, "lon_min": 19.0, "lon_max": 55.0}
 
@@ -20,7 +21,8 @@ def opendata_message() -> bytes:
     """One message on ECMWF's 0.25° open-data grid (longitudes from 180), CCSDS-packed."""
     lats, lons = demo_data.grid_coordinates(0.25)
     values = demo_data.synthetic_values("2t", None, lats, lons, 3, dt.datetime(2025, 11, 28, 12), 36)
-    return demo_data._encode("2t", "sfc", None, 3, dt.datetime(2025, 11, 27), 36, 0.25, values)
+    return demo_data._encode(Product("enfo", "pf", "ef", 3), Field("2t", "sfc"), dt.datetime(2025, 11, 27),
+                             36, 0.25, values)
 
 
 def test_header_axes_match_eccodes(opendata_message):
@@ -81,7 +83,7 @@ def test_variables_map_to_open_data():
 
 
 def test_netcdf_name():
-    assert cgan.netcdf_name("20251127_1200") == "IFS_20251127_12z_cgan.nc"
+    assert cgan.netcdf_name("20251127_1200") == "IFS_20251127_12Z_cgan.nc"
 
 
 def test_index_selection_lists_everything_missing(tmp_path):

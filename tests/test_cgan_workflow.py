@@ -22,11 +22,12 @@ from conftest import BIN, REPO, FaultProxy, copy_workflow, ensflow, run_env
 
 from ensflow import cgan, demo_data, ensemble_store
 from ensflow.config import load
+from ensflow.opendata import OpenDataLayout
 
 pytestmark = pytest.mark.slow
 CYCLE = "20251127_0000"
 BUCKET = "ecmwf-mirror"
-NC = "IFS_20251127_00z_cgan.nc"
+NC = "IFS_20251127_00Z_cgan.nc"
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +39,12 @@ def plan():
 def mirror(tmp_path_factory, s3_server, plan):
     """Synthetic open data for the cGAN steps, uploaded to a public-read bucket."""
     root = tmp_path_factory.mktemp("mirror")
-    files: dict = {}
+    objects: dict = {}
     for var in plan.variables:
         for step in plan.fetch_steps(var):
-            files.setdefault((plan.base, step), []).append((var.param, var.levtype, var.levelist))
-    paths = demo_data.write_mirror(f"file://{root}", files, max(plan.members), 1.0)
+            for m in plan.members:
+                demo_data.add(objects, plan.base, step, plan.product(m), var.field)
+    paths = demo_data.write_mirror(OpenDataLayout(f"file://{root}"), objects, 1.0)
     s3 = boto3.client("s3", endpoint_url=s3_server, region_name="eu-central-1",
                       aws_access_key_id="test", aws_secret_access_key="test")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
@@ -62,7 +64,7 @@ def expected(root: Path, plan) -> dict[str, np.ndarray]:
     lon_ok = lambda a: (a >= 19) & (a <= 55)  # noqa: E731
     fields: dict[tuple[str, int, int], np.ndarray] = {}
     for step in plan.all_steps:
-        path = root / plan.url(step).removeprefix(plan.root + "/")
+        path = root / enfo_key(plan, step)
         with open(path, "rb") as f:
             while (h := eccodes.codes_grib_new_from_file(f)) is not None:
                 try:
@@ -81,11 +83,15 @@ def expected(root: Path, plan) -> dict[str, np.ndarray]:
     for v in plan.variables:
         data = np.stack([np.stack([fields[(v.name, m, s)] for s in plan.fetch_steps(v)])
                          for m in plan.members]).astype(np.float32).astype(np.float64)
-        if v.accumulated:
-            data = np.maximum(np.diff(data, axis=1), 0)
-        out[f"{v.name}_ensemble_mean"] = data.mean(axis=0)
-        out[f"{v.name}_ensemble_standard_deviation"] = data.std(axis=0, ddof=1)
+        out[f"{v.output_name}_ensemble_mean"] = data.mean(axis=0)  # totals since step 0
+        out[f"{v.output_name}_ensemble_standard_deviation"] = data.std(axis=0, ddof=0)
     return out
+
+
+def enfo_key(plan, step: int) -> str:
+    """The enfo object of a step (before IFS 50r1 it holds the control too)."""
+    (url,) = plan.objects(step)
+    return url.removeprefix(plan.layout.root + "/")
 
 
 def configure(work: Path, endpoint: str, **cgan_extra) -> None:
@@ -185,7 +191,45 @@ def test_product_provenance_names_the_snapshot(clean_run):
     source = f"s3://{BUCKET}/20251127/00z/ifs/0p25/enfo/20251127000000-36h-enfo-ef.grib2"
     assert source in ds.attrs["source_urls"]
     assert ds.attrs["code_version"]
-    assert root["tp"].attrs["units"] == "m" and "per interval" in root["tp"].attrs["accumulation"]
+    assert root["tp"].attrs["units"] == "m" and "since step 0" in root["tp"].attrs["accumulation"]
+
+
+def test_file_opens_as_the_teams_cgan_tools_open_it(clean_run):
+    """As icpac-igad/grib-index-kerchunk's plot_tp_maps.py / plot_cgan_maps.py read it:
+    found by the glob IFS_*.nc, `{var}_ensemble_mean` with (time, valid_time, latitude,
+    longitude), tp as totals since step 0 in m (they plot `* 1000` as mm), and the
+    attributes model_date, model_run, n_ensemble_members, forecast_hours (eval'd)."""
+    work, _ = clean_run
+    (path,) = (work / f"results/{CYCLE}/cgan").glob("IFS_*.nc")
+    assert path.name == "IFS_20251127_00Z_cgan.nc"
+    ds = xr.open_dataset(path)
+    names = ["tp", "t2m", "sp", "ssr", "ssrd", "sf", "ro", "tcw", "tcwv", "tcc", "u700", "v700"]
+    assert set(ds.data_vars) == {f"{v}_{k}" for v in names
+                                 for k in ("ensemble_mean", "ensemble_standard_deviation")}
+    tp = ds["tp_ensemble_mean"].isel(time=0).values * 1000
+    assert tp.shape == (ds.sizes["valid_time"], ds.latitude.size, ds.longitude.size)
+    assert np.all(np.diff(tp, axis=0) >= -1e-3), "totals since step 0 never decrease"
+    hours = eval(ds.attrs["forecast_hours"])
+    assert hours == list(range(36, 61, 3)) and len(hours) == ds.sizes["valid_time"]
+    assert (ds.attrs["model_date"], ds.attrs["model_run"]) == ("2025-11-27", "00Z")
+    assert int(ds.attrs["n_ensemble_members"]) == 5
+    assert ds["t2m_ensemble_standard_deviation"].isel(time=0, valid_time=4).shape == (40, 37)
+    assert ds["tp_ensemble_mean"].encoding["complevel"] == 4
+
+
+def test_per_interval_amounts_as_the_trained_cgan_reads_them(tmp_path, mirror, s3_server, clean_run):
+    """`cgan.accumulation: per_interval` differences the totals (the step before the first
+    is fetched), as the trained model's data.py expects; nothing else changes."""
+    work = copy_workflow(tmp_path / "wf")
+    configure(work, s3_server, accumulation="per_interval", store="file://stores/per_interval.icechunk")
+    result = run_cgan(work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    per = product(work)
+    totals = product(clean_run[0])
+    m = totals["tp_ensemble_mean"].values[0]
+    np.testing.assert_allclose(per["tp_ensemble_mean"].values[0][1:], np.diff(m, axis=0),
+                               atol=1e-6)
+    assert "per interval" in per.attrs["accumulation"]
 
 
 def test_reader_of_main_never_saw_a_partial_cycle(clean_run):
@@ -235,7 +279,7 @@ def test_missing_member_in_index_is_listed(tmp_path, mirror, s3_server, plan):
     root, s3 = mirror
     work = copy_workflow(tmp_path / "wf")
     configure(work, s3_server)
-    key = plan.url(42).removeprefix(plan.root + "/").replace(".grib2", ".index")
+    key = enfo_key(plan, 42).replace(".grib2", ".index")
     original = (root / key).read_text()
     kept = [line for line in original.splitlines()
             if not (json.loads(line).get("number") == "3" and json.loads(line)["param"] in {"tp", "2t"})]
@@ -257,7 +301,7 @@ def test_truncated_object_is_refused(tmp_path, mirror, s3_server, plan):
     root, s3 = mirror
     work = copy_workflow(tmp_path / "wf")
     configure(work, s3_server)
-    key = plan.url(60).removeprefix(plan.root + "/")
+    key = enfo_key(plan, 60)
     data = (root / key).read_bytes()
     s3.put_object(Bucket=BUCKET, Key=key, Body=data[: len(data) - 5000])
     try:

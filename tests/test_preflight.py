@@ -46,8 +46,11 @@ def test_all_good(world, tmp_path):
     ({"members": "1-6"}, "aifs", "open data: file://"),
     ({"window": 10_000_000}, "aifs", "scratch: scratch "),
     ({"forecast": {"device": "cuda"}}, "aifs", "gpu: forecast.device is cuda but 0 GPU(s) are visible"),
-    ({"quest": {"climatology": "/nowhere/clim.nc"}}, "aifs",
-     "climatology: climatology /nowhere/clim.nc not found"),
+    ({"synthetic": False, "quest": {"climatology": "file:///nowhere"}}, "aifs",
+     "climatology: climatology files not found: file:///nowhere/climatologies/2025/"
+     "tas_20yrCLIM_WEEKLYMEAN_quintiles_20251215.nc"),
+    ({"cycle": "20251125_0000"}, "aifs",
+     "climatology: cycle 20251125_0000: issue 2025-11-25 00 UTC is a Tuesday"),
     ({"cgan": {"members": "0-7"}}, "cgan", "member 7"),
 ])
 def test_each_problem_has_its_own_line(world, tmp_path, change, stage, message):
@@ -73,7 +76,8 @@ def test_credentials_file_must_exist_and_is_not_printed(world, tmp_path, monkeyp
 def test_all_problems_are_listed_together(world, tmp_path):
     with pytest.raises(PreflightError) as err:
         run(settings_for(world, window=10_000_000, forecast={"device": "cuda"},
-                         quest={"climatology": "/nowhere/c.nc"}), "aifs", tmp_path / "x.json")
+                         synthetic=False, quest={"climatology": "file:///nowhere"}),
+            "aifs", tmp_path / "x.json")
     lines = str(err.value).splitlines()
     assert [line.split(":")[0].strip() for line in lines[1:]] == ["scratch", "gpu", "climatology"]
 

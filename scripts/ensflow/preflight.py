@@ -99,6 +99,7 @@ def check_opendata_aifs(settings: Settings) -> str:
             except EnsflowError as exc:
                 problems.append(str(exc))
                 break
+            missing: dict[str, list[str]] = {}
             for r in requests:
                 url = r.url(layout)
                 if url not in indices:
@@ -109,12 +110,12 @@ def check_opendata_aifs(settings: Settings) -> str:
                         problems.append(str(exc))
                         indices[url] = None
                 listed = indices[url]
-                if listed is None:
-                    continue
-                if r.key in listed:
+                if listed is not None and r.key not in listed:
+                    missing.setdefault(url, []).append(r.describe())
+                elif listed is not None:
                     count += 1
-                else:
-                    problems.append(f"{url}: not in the index: {r.describe()}")
+            problems += [f"{url}: member {n}: {len(m)} field(s) not in the index, first: {m[0]}"
+                         for url, m in missing.items()]
     if problems:
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise PreflightError("; ".join(problems[:10]) + more)
