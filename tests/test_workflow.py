@@ -80,7 +80,7 @@ def bucket_checksums(receipt_dir: Path) -> dict[str, str]:
 
 def test_demo_runs_every_stage(gcs_run):
     work = gcs_run[0]
-    assert (work / f"results/{CYCLE}/cgan/IFS_20251127_00z_cgan.nc").exists()
+    assert (work / f"results/{CYCLE}/cgan/IFS_20251127_00Z_cgan.nc").exists()
     assert len(list((work / f"results/{CYCLE}/receipts").glob("forecast_member_*.json"))) == 4
 
 
@@ -359,11 +359,13 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path, profile):
         counts[j["rule"]] = counts.get(j["rule"], 0) + 1
     assert counts == {"preflight": 2, "checkpoint_record": 1, "prepare_input": 50, "fetch_input": 50,
                       "forecast": 50, "upload": 50, "all": 1,
-                      # cGAN: 10 step indices (33..60 h), 51 members in batches of 6
-                      "cgan_index": 10, "cgan_setup": 1, "cgan_batch": 9, "cgan_publish": 1,
+                      # cGAN: 9 step indices (36..60 h: totals since step 0 need no
+                      # earlier step), 51 members in batches of 6
+                      "cgan_index": 9, "cgan_setup": 1, "cgan_batch": 9, "cgan_publish": 1,
                       "cgan_netcdf": 1,
                       # quest: a fork per member, one publish, products and maps
-                      "quest_setup": 1, "quest_member": 50, "quest_publish": 1,
+                      # and the quest's climatology files for the cycle's two weeks
+                      "quest_setup": 1, "quest_member": 50, "quest_publish": 1, "quest_climatology": 1,
                       "quest_products": 1, "quest_maps": 1}
     producer = {out: j for j in jobs for out in j["output"]}
 
@@ -390,7 +392,7 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path, profile):
                 ("cgan_netcdf", None), ("quest_products", None), ("quest_maps", None)}
         elif j["rule"] == "cgan_batch":
             assert parents(j) == {("cgan_index", None), ("cgan_setup", None)}
-            assert len(j["input"]) == 11
+            assert len(j["input"]) == 10  # 9 step indices + setup
         elif j["rule"] == "cgan_publish":
             assert {p for p, _ in parents(j)} == {"cgan_batch", "cgan_setup"}
             assert len(j["input"]) == 10
