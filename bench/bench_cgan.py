@@ -38,8 +38,8 @@ def make_mirror(root: Path, plan, bucket: str, s3) -> int:
     lats, lons = demo_data.grid_coordinates(0.25)
     count = 0
     for step in plan.all_steps:
-        url = plan.url(step)
-        key = url.removeprefix(plan.root + "/")
+        (url,) = plan.objects(step)  # before IFS 50r1 the control is in enfo too
+        key = url.removeprefix(plan.layout.root + "/")
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
@@ -48,8 +48,7 @@ def make_mirror(root: Path, plan, bucket: str, s3) -> int:
                     continue
                 values = demo_data.synthetic_values(var.param, var.levelist, lats, lons, 1,
                                                     plan.base + dt.timedelta(hours=step), step)
-                msg = demo_data._encode(var.param, var.levtype, var.levelist, 1, plan.base, step,
-                                        0.25, values)
+                msg = demo_data._encode(plan.product(1), var.field, plan.base, step, 0.25, values)
                 for member in plan.members:  # same values, member set in the header
                     h = eccodes.codes_new_from_message(msg)
                     eccodes.codes_set(h, "marsType", "cf" if member == 0 else "pf")
@@ -69,8 +68,8 @@ def make_mirror(root: Path, plan, bucket: str, s3) -> int:
 def single_core_decode_rate(root: Path, plan, n: int = 150) -> float:
     from ensflow import cgan, opendata
 
-    url = plan.url(plan.steps[0])
-    msgs = opendata.load_index(f"file://{root}/" + url.removeprefix(plan.root + "/"))[:n]
+    (url,) = plan.objects(plan.steps[0])
+    msgs = opendata.load_index(f"file://{root}/" + url.removeprefix(plan.layout.root + "/"))[:n]
     data = opendata.fetch(msgs)
     t0 = time.perf_counter()
     for m, buf in zip(msgs, data, strict=True):
@@ -85,11 +84,11 @@ def baseline(plan, index_dir: Path) -> tuple[float, int]:
     t0 = time.perf_counter()
     n = 0
     for p in sorted(index_dir.glob("step_*.json")):
-        idx = receipts.read(p)
-        for e in idx["messages"]:
-            buf = storage.read_ranges(idx["url"], [(e["offset"], e["length"])])[0]
-            cgan.decode_region((buf, plan.region, e["member"], "baseline"))
-            n += 1
+        for obj in receipts.read(p)["objects"]:
+            for e in obj["messages"]:
+                buf = storage.read_ranges(obj["url"], [(e["offset"], e["length"])])[0]
+                cgan.decode_region((buf, plan.region, e["member"], "baseline"))
+                n += 1
     return time.perf_counter() - t0, n
 
 

@@ -79,8 +79,9 @@ def main() -> None:
         forks.append(tmp / f"m{m}.fork")
         quest_stage.write_member(settings, m, tmp / f"m{m}.npz", tmp / "setup.json", forks[-1])
     quest_stage.publish(settings, tmp / "setup.json", forks, tmp / "published.json")
-    quest_stage.synthetic_climatology(settings, tmp / "published.json", tmp / "clim.nc")
-    quest_stage.products(settings, tmp / "published.json", str(tmp / "clim.nc"), tmp / "out",
+    clim_files = quest_stage.climatology_files(settings, tmp / "clim")
+    quest_stage.synthetic_climatology(settings, tmp / "published.json", clim_files)
+    quest_stage.products(settings, tmp / "published.json", tmp / "clim", tmp / "out",
                          tmp / "sanity.json")
     wall = time.perf_counter() - t_all - t_made
     files = sorted((tmp / "out").glob("*.nc"))

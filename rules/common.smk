@@ -73,12 +73,13 @@ QUEST_FORK = f"{QUEST_DIR}/forks/member_{{member}}.fork"
 QUEST_PUBLISHED = f"{QUEST_DIR}/published.json"
 QUEST_CLIMATOLOGY_DIR = f"{QUEST_DIR}/climatology"
 QUEST_CLIMATOLOGY_FILES = [
-    f"{QUEST_CLIMATOLOGY_DIR}/{p.name}"
-    for p in climatology_files(SETTINGS, ".")
+    f"{QUEST_CLIMATOLOGY_DIR}/{p.name}" for p in climatology_files(SETTINGS, ".")
 ]
 # The demo serves the quest's layout locally (file:// prefix); a rule writes it there.
 DEMO_CLIMATOLOGY = [
-    join_url(config["quest"]["climatology"] or "file://demo/aiwq", path).removeprefix("file://")
+    join_url(config["quest"]["climatology"] or "file://demo/aiwq", path).removeprefix(
+        "file://"
+    )
     for path in climatology_paths(SETTINGS)
 ]
 QUEST_SUBMISSION_DIR = f"{QUEST_DIR}/submission"
