@@ -40,8 +40,8 @@ def mirror(tmp_path_factory, s3_server, plan):
     """Synthetic open data for the cGAN steps, uploaded to a public-read bucket."""
     root = tmp_path_factory.mktemp("mirror")
     objects: dict = {}
-    for var in plan.variables:
-        for step in plan.fetch_steps(var):
+    for var in plan.variables:  # with the step before the first, for per-interval amounts
+        for step in ([plan.previous_step] if var.accumulated else []) + list(plan.steps):
             for m in plan.members:
                 demo_data.add(objects, plan.base, step, plan.product(m), var.field)
     paths = demo_data.write_mirror(OpenDataLayout(f"file://{root}"), objects, 1.0)

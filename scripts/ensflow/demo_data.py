@@ -58,7 +58,9 @@ def synthetic_values(param: str, level: int | None, lats: NDArray[np.float64],
         mean = _GH_BY_LEVEL[level]
     lat = np.deg2rad(lats)[:, None]
     lon = np.deg2rad(lons)[None, :]
-    phase = valid.timestamp() / 86400.0 * 2 * np.pi / 5.0 + 0.37 * number + 0.11 * (level or 0)
+    # an accumulation's rate is fixed over the run, so its total since step 0 never decreases
+    when = valid - dt.timedelta(hours=step) if param in ACCUMULATED else valid
+    phase = when.timestamp() / 86400.0 * 2 * np.pi / 5.0 + 0.37 * number + 0.11 * (level or 0)
     field = mean + amp * (0.6 * np.cos(lat) ** 2 - 0.3 + 0.25 * np.sin(2 * lon + phase)
                           * np.cos(lat) + 0.1 * np.sin(3 * lat + lon - phase))
     if param in CONSTANT:
