@@ -103,35 +103,35 @@ def test_missing_member_is_named(mirror):
         input_state.build(info, CYCLE, 9, layout)
 
 
+def copy_with_enfo_index(layout: OpenDataLayout, dest: Path) -> tuple[OpenDataLayout, Path, list[dict]]:
+    """A copy of the mirror, the path of its enfo step-0 index and that index's entries."""
+    shutil.copytree(layout.root.removeprefix("file://"), dest)
+    idx = Path(index_of(opendata_object(f"file://{dest}", CYCLE, 0, stream="enfo",
+                                        file_type="ef")).removeprefix("file://"))
+    return OpenDataLayout(f"file://{dest}"), idx, [json.loads(ln) for ln in idx.read_text().splitlines()]
+
+
 def test_missing_field_names_the_request_tried(mirror, tmp_path):
     """A field open data does not list is named with where it was looked for."""
     info, layout = mirror
-    copy = tmp_path / "od"
-    shutil.copytree(layout.root.removeprefix("file://"), copy)
-    idx = Path(index_of(opendata_object(f"file://{copy}", CYCLE, 0, stream="enfo",
-                                        file_type="ef")).removeprefix("file://"))
-    lines = [ln for ln in idx.read_text().splitlines()
-             if not (json.loads(ln)["param"] == "sot" and json.loads(ln).get("levelist") == "2")]
-    idx.write_text("\n".join(lines) + "\n")
+    copy, idx, entries = copy_with_enfo_index(layout, tmp_path / "od")
+    kept = [e for e in entries if not (e["param"] == "sot" and e.get("levelist") == "2")]
+    idx.write_text("".join(json.dumps(e) + "\n" for e in kept))
     with pytest.raises(OpenDataError, match=r"stl2 <- sot/2 \(sol\) from enfo pf number 1"):
-        input_state.build(info, CYCLE, 1, OpenDataLayout(f"file://{copy}"))
+        input_state.build(info, CYCLE, 1, copy)
 
 
 def test_a_message_that_is_not_the_field_its_index_promised_is_refused(mirror, tmp_path):
     """Swapped `_offset`s of 2t and msl: the member fails naming both, no state is made."""
     info, layout = mirror
-    copy = tmp_path / "od"
-    shutil.copytree(layout.root.removeprefix("file://"), copy)
-    idx = Path(index_of(opendata_object(f"file://{copy}", CYCLE, 0, stream="enfo",
-                                        file_type="ef")).removeprefix("file://"))
-    entries = [json.loads(ln) for ln in idx.read_text().splitlines()]
+    copy, idx, entries = copy_with_enfo_index(layout, tmp_path / "od")
     t2, msl = (next(e for e in entries if e["param"] == p and e.get("number") == "1")
                for p in ("2t", "msl"))
     for k in ("_offset", "_length"):
         t2[k], msl[k] = msl[k], t2[k]
     idx.write_text("".join(json.dumps(e) + "\n" for e in entries))
     with pytest.raises(InputStateError, match=r"the message is msl.*promised 2t"):
-        input_state.build(info, CYCLE, 1, OpenDataLayout(f"file://{copy}"))
+        input_state.build(info, CYCLE, 1, copy)
 
 
 def test_implausible_values_are_refused(mirror):
