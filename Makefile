@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml envs/bootstrap.sh
 
 ## Run the embedded demo cycle end to end (resumes a partial run).
 demo: $(STAMP)
-	$(BIN)/ensflow run
+	$(BIN)/snakemake --profile profiles/demo
 
 ## Run the test suite.
 test: $(STAMP)

@@ -42,11 +42,11 @@ rule all:
         rules.quest.input if config["quest"]["enabled"] else [],
 
 
-# Hooks run in the main Snakemake process only, never in a dry-run. The marker tells
-# `ensflow purge` that this cycle is in use; the report is written after every run,
-# finished or failed (see finish_run in rules/common.smk).
+# Hooks run in the main Snakemake process only, never in a dry-run. A run executes only
+# while it holds the directory's run lock (rules/common.smk); the report is written after
+# every run, finished or failed (see finish_run in rules/common.smk).
 onstart:
-    mark_active(Path.cwd(), CYCLE)
+    RUN_LOCK.require()
 
 
 onsuccess:

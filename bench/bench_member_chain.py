@@ -31,11 +31,11 @@ def copy_workflow(dest: Path) -> None:
 def via_snakemake(work: Path) -> tuple[float, dict[str, float]]:
     # demo inputs first, so both sides time the same four member steps
     bindir = Path(sys.executable).parent
-    subprocess.run([str(bindir / "ensflow"), "run", "--config", "members=1", "--until",
+    subprocess.run([str(bindir / "snakemake"), "--profile", "profiles/demo", "--config", "members=1", "--until",
                     "demo_mirror", "checkpoint_record", "-q"], cwd=work, check=True,
                    capture_output=True)
     t0 = time.perf_counter()
-    subprocess.run([str(bindir / "ensflow"), "run", "--config", "members=1", "-q"], cwd=work,
+    subprocess.run([str(bindir / "snakemake"), "--profile", "profiles/demo", "--config", "members=1", "-q"], cwd=work,
                    check=True, capture_output=True)
     wall = time.perf_counter() - t0
     steps = {}

@@ -100,7 +100,15 @@ if QUEST_ON and config["quest"]["source"] == "forecast":
 
 # Run hooks (Snakefile): the active-cycle marker and the run report.
 from ensflow.report import write_run_report
-from ensflow.runlock import clear_active, mark_active
+from ensflow import runlock
+
+# The main process (not jobs, not pods) claims the directory's run lock while parsing:
+# held for the process's life, dropped by the kernel if it dies, so a crashed run leaves
+# nothing that stops the same command (runlock.py says why Snakemake's lock is not enough).
+if workflow.is_main_process:
+    RUN_LOCK = runlock.claim(Path.cwd(), CYCLE)
+    if not RUN_LOCK.held:
+        print(f"ensflow: {runlock.refusal(Path.cwd(), RUN_LOCK.holder)}", file=sys.stderr)
 
 STORAGE_PREFIX = (
     workflow.storage_settings.default_storage_prefix
@@ -110,9 +118,10 @@ STORAGE_PREFIX = (
 
 
 def finish_run():
-    """End of a real run, finished or failed: drop the marker, write the report (on a
-    cluster from the jobs' files under the storage prefix)."""
-    clear_active(Path.cwd(), CYCLE)
+    """End of a real run, finished or failed: write the report (on a cluster from the
+    jobs' files under the storage prefix). A refused run reports nothing."""
+    if not RUN_LOCK.held:
+        return
     written = write_run_report(SETTINGS, Path.cwd(), STORAGE_PREFIX)
     if written:
         print(f"ensflow: run report {written}", file=sys.stderr)

@@ -88,10 +88,14 @@ def run_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def ensflow(workdir: Path, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "ensflow"), "run", *args], cwd=workdir, env=env or run_env(),
-                          capture_output=True, text=True, timeout=timeout)
+DEMO_PROFILE = ("--profile", "profiles/demo")
+
+
+def run_demo(workdir: Path, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Plain `snakemake --profile profiles/demo ...`, as the README runs the demo."""
+    return subprocess.run([str(BIN / "snakemake"), *DEMO_PROFILE, *args], cwd=workdir,
+                          env=env or run_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None,

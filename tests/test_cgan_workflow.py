@@ -18,7 +18,7 @@ import pytest
 import xarray as xr
 import yaml
 import zarr
-from conftest import BIN, REPO, FaultProxy, copy_workflow, ensflow, run_env
+from conftest import BIN, DEMO_PROFILE, REPO, FaultProxy, copy_workflow, run_demo, run_env
 
 from ensflow import cgan, demo_data, ensemble_store
 from ensflow.config import load
@@ -110,7 +110,7 @@ def anonymous_env() -> dict[str, str]:
 
 
 def run_cgan(work: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return ensflow(work, "cgan", "--configfile", "test.yaml", *extra, env=anonymous_env())
+    return run_demo(work, "cgan", "--configfile", "test.yaml", *extra, env=anonymous_env())
 
 
 def store_main(work: Path):
@@ -243,7 +243,7 @@ def test_publish_again_is_a_noop(clean_run):
     repo, _ = store_main(work)
     before = repo.lookup_branch("main")
     (work / f"results/{CYCLE}/cgan/published.json").unlink()
-    again = ensflow(work, f"results/{CYCLE}/cgan/published.json", "--configfile", "test.yaml",
+    again = run_demo(work, f"results/{CYCLE}/cgan/published.json", "--configfile", "test.yaml",
                     env=anonymous_env())
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((work / f"results/{CYCLE}/cgan/published.json").read_text())["already_published"]
@@ -318,7 +318,7 @@ def test_killed_batch_then_same_command(tmp_path, mirror, s3_server, clean_run):
     work = copy_workflow(tmp_path / "wf")
     with FaultProxy(s3_server, delay_s=0.02) as proxy:
         configure(work, proxy.url)
-        proc = subprocess.Popen([str(BIN / "ensflow"), "run", "cgan", "--configfile", "test.yaml"],
+        proc = subprocess.Popen([str(BIN / "snakemake"), *DEMO_PROFILE, "cgan", "--configfile", "test.yaml"],
                                 cwd=work, env=anonymous_env(), start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         logs = work / f"logs/{CYCLE}/cgan_batch"

@@ -105,7 +105,7 @@ def test_profile_dry_run_with_the_kubernetes_executor(tmp_path, gcs_emulator):
     work = copy_workflow(tmp_path / "wf")
     prefix = "gs://ensflow-test/k8s-dry"
     result = subprocess.run(
-        [str(BIN / "snakemake"), "-n", "--workflow-profile", "profiles/kubernetes",
+        [str(BIN / "snakemake"), "-n", "--profile", "profiles/kubernetes",
          "--configfile", "config/operational.yaml", *storage_args(prefix)],
         cwd=work, env=run_env(STORAGE_EMULATOR_HOST=gcs_emulator), capture_output=True,
         text=True, timeout=300)
@@ -166,7 +166,7 @@ def test_pods_the_kubernetes_plugin_requests(tmp_path, gcs_env, fake_cluster):
     log_file = tmp_path / "snakemake.log"
     with open(log_file, "w") as log:
         proc = subprocess.Popen(
-            [str(BIN / "snakemake"), "--workflow-profile", "profiles/kubernetes",
+            [str(BIN / "snakemake"), "--profile", "profiles/kubernetes",
              "--configfile", "config/operational.yaml", *storage_args(prefix), "all"],
             cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:

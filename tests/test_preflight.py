@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, copy_workflow, ensflow
+from conftest import REPO, copy_workflow, run_demo
 
 from ensflow import checkpoint_info, demo
 from ensflow.config import load
@@ -84,7 +84,7 @@ def test_all_problems_are_listed_together(world, tmp_path):
 
 def test_a_failing_preflight_stops_the_run_before_any_download(tmp_path):
     work = copy_workflow(tmp_path / "wf")
-    result = ensflow(work, "aifs", "--config", "window=10000000")
+    result = run_demo(work, "aifs", "--config", "window=10000000")
     assert result.returncode != 0
     assert "scratch" in (work / f"logs/{CYCLE}/preflight_aifs.log").read_text()
     assert not (work / f"logs/{CYCLE}/prepare_input").exists()

@@ -10,12 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, REPO, copy_workflow, ensflow, run_env
+from conftest import BIN, REPO, copy_workflow, run_demo, run_env
 
-from ensflow import cli, receipts, retention, storage
+from ensflow import cli, receipts, retention, runlock, storage
 from ensflow.config import Settings, load_like_snakemake
 from ensflow.naming import forecast_filename, forecast_windows, input_filename
-from ensflow.runlock import clear_active, mark_active
 
 CYCLE, OTHER, NEVER = "20251120_0000", "20251120_0600", "20251119_1200"
 # On the command line a cycle is given in ISO form: YAML and Snakemake read 20251120_0000 as an int.
@@ -180,7 +179,8 @@ def test_yes_removes_exactly_the_plan_and_reports_verified_bytes(work, capsys):
 
 
 def test_a_live_run_on_the_cycle_is_refused(work, capsys, caplog):
-    mark_active(work, CYCLE, pid=os.getpid())
+    lock = runlock.claim(work, CYCLE)  # this process stands for a live run on CYCLE
+    assert lock.held
     try:
         before = tree(work)
         assert purge(work, CYCLE) == 0
@@ -192,7 +192,7 @@ def test_a_live_run_on_the_cycle_is_refused(work, capsys, caplog):
             retention.main_purge(settings(work), work, delete=True)
         assert purge(work, OTHER) == 0  # another cycle is not in use
     finally:
-        clear_active(work, CYCLE, pid=os.getpid())
+        lock.handle.close()
 
 
 def test_an_object_that_survives_deletion_is_reported_and_its_receipts_kept(work, capsys, monkeypatch):
@@ -256,7 +256,7 @@ GCS_ARGS = ("--config", "bucket=gs://ensflow-test/retention", "members=1-2")
 def demo_run(tmp_path_factory, gcs_emulator):
     work = copy_workflow(tmp_path_factory.mktemp("retention_run"))
     env = run_env(STORAGE_EMULATOR_HOST=gcs_emulator)
-    result = ensflow(work, "aifs", *GCS_ARGS, env=env)
+    result = run_demo(work, "aifs", *GCS_ARGS, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     return work, env
 

@@ -63,7 +63,7 @@ def test_a_zombie_is_not_alive():
     import sys
     import time
 
-    from ensflow.runlock import pid_alive
+    from ensflow.scratch import pid_alive
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN, copy_workflow, ensflow, run_env, snakemake
+from conftest import BIN, DEMO_PROFILE, copy_workflow, run_demo, run_env, snakemake
 
 from ensflow import storage
 from ensflow.grib_encode import read_messages
@@ -63,7 +63,7 @@ def gcs_run(tmp_path_factory, gcs_emulator):
     sampler = ScratchSampler(work / "scratch" / CYCLE)
     sampler.start()
     env = run_env(STORAGE_EMULATOR_HOST=gcs_emulator)
-    result = ensflow(work, "--config", "bucket=gs://ensflow-test/demo", env=env)
+    result = run_demo(work, "--config", "bucket=gs://ensflow-test/demo", env=env)
     sampler.stop.set()
     sampler.join()
     assert result.returncode == 0, result.stderr[-4000:]
@@ -200,8 +200,9 @@ def test_logs_and_benchmarks_for_every_member(gcs_run):
 
 
 def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
+    """Plain Snakemake, as an operator types it: kill -9 the run, type the same command."""
     work = copy_workflow(tmp_path / "wf")
-    cmd = [str(BIN / "ensflow"), "run", "aifs"]
+    cmd = [str(BIN / "snakemake"), *DEMO_PROFILE, "aifs"]
     proc = subprocess.Popen(cmd, cwd=work, env=run_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     receipts = work / f"results/{CYCLE}/receipts"
@@ -210,9 +211,11 @@ def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
         while not (work / ".snakemake/locks").is_dir() or not list((work / ".snakemake/locks").iterdir()):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.1)
-        second = ensflow(work, "aifs")  # a second run while the first is alive is refused
-        assert second.returncode == 1
-        assert "another ensflow run is active" in second.stderr
+        second = run_demo(work, "aifs")  # a second run while the first is alive is refused
+        assert second.returncode != 0
+        assert f"another ensflow run is active in {work} (pid {proc.pid}, cycle {CYCLE}" in second.stderr
+        dry = run_demo(work, "aifs", "-n")  # a dry-run beside it still works
+        assert dry.returncode == 0, dry.stderr[-2000:]
         # kill once one member is uploaded and another is mid-way on scratch
         while not (any(not list((work / f"scratch/{CYCLE}/member_{p.stem[-3:]}").glob("*.grib"))
                        for p in receipts.glob("forecast_member_*.json"))
@@ -222,7 +225,7 @@ def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
         # While it runs: status sees the live run and a finished member; purge refuses.
         live = subprocess.run([str(BIN / "ensflow"), "status", "-C", str(work)], env=run_env(),
                               capture_output=True, text=True, timeout=120)
-        assert live.returncode == 0 and "run active (pid" in live.stdout, live.stdout + live.stderr
+        assert live.returncode == 0 and f"run active (pid {proc.pid}" in live.stdout, live.stdout + live.stderr
         assert re.search(r"^forecast +[1-4] ", live.stdout, re.M) and "ETA " in live.stdout
         refused = subprocess.run([str(BIN / "ensflow"), "purge", "-C", str(work), "--yes"],
                                  env=run_env(), capture_output=True, text=True, timeout=120)
@@ -231,6 +234,7 @@ def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert list((work / ".snakemake/locks").iterdir()), "Snakemake's own lock outlives kill -9"
     after = subprocess.run([str(BIN / "ensflow"), "status", "-C", str(work)], env=run_env(),
                            capture_output=True, text=True, timeout=120)
     assert "no run active" in after.stdout, after.stdout
@@ -244,9 +248,9 @@ def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
                    if f"forecast_member_{p.stem[-3:]}.json" in done_before}
     assert logs_before and 0 < len(done_before) < len(MEMBERS)
 
-    again = ensflow(work, "aifs")
+    again = subprocess.run(cmd, cwd=work, env=run_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert "clearing a stale Snakemake lock" in again.stderr
+    assert "removed Snakemake's lock left by a run that died" in again.stderr
     for name, (mtime, text) in done_before.items():
         p = receipts / name
         assert p.stat().st_mtime_ns == mtime and p.read_text() == text, f"{name} was redone"
@@ -270,7 +274,7 @@ class Exploit:
 
 def test_bad_pickles_fail_their_member_only(tmp_path):
     work = copy_workflow(tmp_path / "wf")
-    first = ensflow(work, "--until", "prepare_input")
+    first = run_demo(work, "--until", "prepare_input")
     assert first.returncode == 0, first.stderr[-3000:]
     bucket = work / f"bucket/{CYCLE}/input"
     good = pickle.loads((bucket / "input_state_member_001.pkl").read_bytes())
@@ -289,7 +293,7 @@ def test_bad_pickles_fail_their_member_only(tmp_path):
         receipt["crc32c"] = storage.crc32c_file(obj)  # as if the bucket held these pickles
         rpath.write_text(json.dumps(receipt))
 
-    result = ensflow(work, "aifs")
+    result = run_demo(work, "aifs")
     assert result.returncode != 0
     receipts = work / f"results/{CYCLE}/receipts"
     assert (receipts / "forecast_member_001.json").exists()
@@ -315,7 +319,7 @@ def test_bad_pickles_fail_their_member_only(tmp_path):
 ])
 def test_bad_cycle_or_members_refused_before_anything_runs(tmp_path, override, named):
     work = copy_workflow(tmp_path / "wf")
-    result = ensflow(work, "--config", override)
+    result = run_demo(work, "--config", override)
     assert result.returncode != 0
     assert named in result.stderr + result.stdout
     for made in ("results", "logs", "bucket", "demo", "scratch"):
@@ -340,7 +344,7 @@ def parse_dry_run(text: str) -> list[dict]:
     return jobs
 
 
-@pytest.mark.parametrize("profile", ["profiles/default", "profiles/gpu"])
+@pytest.mark.parametrize("profile", ["profiles/demo", "profiles/gpu"])
 def test_operational_dry_run_needs_no_network_or_credentials(tmp_path, profile):
     """Also proves each local profile is one Snakemake accepts (profiles/kubernetes:
     tests/test_kubernetes.py)."""
@@ -350,7 +354,7 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path, profile):
         if k.startswith(("AWS_", "GOOGLE_", "STORAGE_EMULATOR", "CLOUDSDK")):
             env.pop(k)
     env.update(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
-    result = snakemake(work, "-n", "--workflow-profile", profile,
+    result = snakemake(work, "-n", "--profile", profile,
                        "--configfile", "config/operational.yaml", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = parse_dry_run(result.stdout + result.stderr)

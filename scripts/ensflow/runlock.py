@@ -1,120 +1,115 @@
-"""Safe restarts: clear Snakemake's stale lock after a crash, never while a run is alive.
+"""One live run per directory, with a lock the kernel drops when the run dies.
 
-After kill -9 Snakemake leaves its lock behind and refuses to start. Clearing it is only
-safe when no other run uses the directory: an flock held by every `ensflow run`, plus a
-scan for snakemake processes working in the same directory, tell.
+Snakemake's own lock is a set of files under `.snakemake/locks/`: after kill -9 they stay
+and every later run stops until someone types `--unlock`. ensflow's Snakefile takes this
+lock in Snakemake's main process (never in jobs or pods) while it parses the workflow:
+an flock on one file, released by the kernel with the process. Holding it proves that no
+other run of this workflow is alive here, so Snakemake's lock files, if any, are stale and
+are removed; a second live run is refused with the holder's pid.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
+import json
 import os
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import EnsflowError
 
+LOCK_FILE = Path(".snakemake") / "ensflow-run.lock"
+SNAKEMAKE_LOCKS = Path(".snakemake") / "locks"
 
-def hold_run_lock(workdir: Path) -> IO[str]:
-    """Take this directory's run lock for the life of the process, or say who holds it."""
-    path = workdir / ".snakemake" / "ensflow-run.lock"
+
+@dataclass
+class RunLock:
+    """The result of a claim: held by this process, or the record of the run that holds it."""
+
+    path: Path
+    handle: IO[str] | None
+    holder: dict[str, Any] | None
+
+    @property
+    def held(self) -> bool:
+        return self.handle is not None
+
+    def require(self) -> None:
+        """Refuse to execute unless this process holds the lock."""
+        if not self.held:
+            raise EnsflowError(refusal(self.path.parent.parent, self.holder))
+
+
+def refusal(workdir: Path, holder: dict[str, Any] | None) -> str:
+    who = holder or {}
+    return (f"another ensflow run is active in {workdir} (pid {who.get('pid', 'unknown')}, "
+            f"cycle {who.get('cycle', '?')}, since {who.get('started', '?')}); wait for it or "
+            "stop it, then run the same command again")
+
+
+def _try_flock(f: IO[str], attempts: int) -> bool:
+    # `holder()` probes the lock for an instant; a claim retries past such a probe.
+    for i in range(attempts):
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if i + 1 < attempts:
+                time.sleep(0.05)
+    return False
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text() or "null")
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def claim(workdir: Path, cycle: str) -> RunLock:
+    """Take the directory's run lock for the life of this process, or say who has it."""
+    path = Path(workdir) / LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")  # noqa: SIM115 (held for the life of the run)
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "unknown"
+    if not _try_flock(f, attempts=5):
         f.close()
-        raise EnsflowError(f"another ensflow run is active in {workdir} (pid {holder})") from None
+        return RunLock(path, None, _read(path))
     f.seek(0)
     f.truncate()
-    f.write(str(os.getpid()))
+    json.dump({"pid": os.getpid(), "cycle": cycle,
+               "started": dt.datetime.now().isoformat(timespec="seconds")}, f)
     f.flush()
-    return f
+    stale = sorted((Path(workdir) / SNAKEMAKE_LOCKS).glob("*.lock"))
+    for lock in stale:
+        lock.unlink(missing_ok=True)
+    if stale:
+        print("ensflow: removed Snakemake's lock left by a run that died (no live run holds "
+              f"{LOCK_FILE}); resuming", file=sys.stderr)
+    return RunLock(path, f, None)
 
 
-def live_snakemake_pids(workdir: Path, ignore: set[int] | None = None) -> list[int]:
-    """Processes running snakemake with this working directory (Linux /proc)."""
-    ignore = ignore or set()
-    ignore |= {os.getpid(), os.getppid()}
-    found = []
-    target = workdir.resolve()
-    for proc in Path("/proc").glob("[0-9]*"):
-        pid = int(proc.name)
-        if pid in ignore:
-            continue
+def holder(workdir: Path) -> dict[str, Any] | None:
+    """The live run that holds this directory's lock ({pid, cycle, started}), or None."""
+    path = Path(workdir) / LOCK_FILE
+    if not path.is_file():
+        return None
+    with open(path) as f:
         try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            cwd = (proc / "cwd").resolve()
-        except OSError:
-            continue
-        argv = [a.decode(errors="replace") for a in cmdline if a]
-        if cwd != target or not argv:
-            continue
-        if any(Path(a).name == "snakemake" or a.endswith("/snakemake") for a in argv[:3]) or (
-            "-m" in argv[:3] and "snakemake" in argv[:4]
-        ):
-            # Snakemake's own job subprocesses run in the same directory: their parent
-            # chain leads to the main process, which is what we report.
-            found.append(pid)
-    return sorted(found)
-
-
-def stale_lock_files(workdir: Path) -> list[Path]:
-    locks = workdir / ".snakemake" / "locks"
-    return sorted(locks.glob("*.lock")) if locks.is_dir() else []
-
-
-ACTIVE_DIR = Path(".snakemake") / "ensflow-active"
-
-
-def mark_active(workdir: Path, cycle: str, pid: int | None = None) -> Path:
-    """Say that a run in this directory is working on `cycle` (removed when it ends).
-
-    Written by the Snakemake main process when it starts executing; a run killed with -9
-    leaves its marker behind, which `active_pids` then sees as dead.
-    """
-    pid = pid or os.getpid()
-    path = workdir / ACTIVE_DIR / f"{cycle}.{pid}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{pid}\n")
-    return path
-
-
-def clear_active(workdir: Path, cycle: str, pid: int | None = None) -> None:
-    (workdir / ACTIVE_DIR / f"{cycle}.{pid or os.getpid()}").unlink(missing_ok=True)
-
-
-def pid_alive(pid: int) -> bool:
-    """A process of this machine runs (one of another user's counts).
-
-    A killed process whose parent died too can stay a zombie until something reaps it;
-    signal 0 still reaches it, so its state in /proc decides.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc here: trust the signal
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read(path) or {"pid": "unknown"}
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
 
 
 def active_pids(workdir: Path, cycle: str) -> list[int]:
-    """Live runs working on `cycle` in this directory; stale markers are removed."""
-    found = []
-    for marker in sorted((workdir / ACTIVE_DIR).glob(f"{cycle}.*")):
-        try:
-            pid = int(marker.name.rsplit(".", 1)[1])
-        except ValueError:
-            continue
-        if pid_alive(pid):
-            found.append(pid)
-        else:
-            marker.unlink(missing_ok=True)
-    return found
+    """The pid of a live run working on `cycle` here (at most one)."""
+    who = holder(workdir)
+    if who and who.get("cycle") == cycle and isinstance(who.get("pid"), int):
+        return [who["pid"]]
+    return []

@@ -18,11 +18,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import EnsflowError
-from .runlock import pid_alive
 
 log = logging.getLogger(__name__)
 CLAIM = ".claim"
 FAILED = ".failed"
+
+
+def pid_alive(pid: int) -> bool:
+    """A process of this machine runs (one of another user's counts).
+
+    A killed process whose parent died too can stay a zombie until something reaps it;
+    signal 0 still reaches it, so its state in /proc decides.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: trust the signal
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def member_dir(scratch: str | Path, cycle: str, member: int) -> Path:
