@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from ensflow.config import validate
+from ensflow.config import job_params, validate
 from ensflow.errors import ConfigError
 
 
@@ -17,7 +17,7 @@ try:
 except ConfigError as exc:
     raise SystemExit(f"ensflow: {exc}")
 
-config.update(SETTINGS.raw)
+config.update(SETTINGS.config)
 
 
 include: "rules/common.smk"
@@ -37,6 +37,11 @@ rule aifs:
 rule all:
     default_target: True
     input:
+        expand(
+            PREFLIGHT,
+            cycle=CYCLE,
+            stage=["aifs"] + (["cgan"] if config["cgan"]["enabled"] else []),
+        ),
         rules.aifs.input,
         rules.cgan.input if config["cgan"]["enabled"] else [],
         rules.quest.input if config["quest"]["enabled"] else [],

@@ -162,7 +162,8 @@ def main() -> None:
         (work / "bench.yaml").write_text(yaml.safe_dump(overrides))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         t0 = time.perf_counter()
-        run = subprocess.run([str(BIN / "snakemake"), "--profile", "profiles/demo", "cgan", "--configfile", "bench.yaml",
+        run = subprocess.run([str(BIN / "snakemake"), "--profile", "profiles/demo",
+                              "cgan", "--configfile", "bench.yaml",
                               "-q"], cwd=work, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if run.returncode:

@@ -1,6 +1,6 @@
 """One member's chain on the demo, time per step.
 
-Runs the demo workflow for one member through `ensflow run` (Snakemake, a process per
+Runs the demo workflow for one member through plain `snakemake --profile profiles/demo` (Snakemake, a process per
 job) and, as the baseline in the same run, the same steps called in one Python process.
 The ratio is what Snakemake's orchestration (process start, imports, DAG, bookkeeping)
 costs on a chain whose steps are tiny here and minutes long in operations.
@@ -28,14 +28,19 @@ def copy_workflow(dest: Path) -> None:
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
 
 
+DEMO = ("--profile", "profiles/demo")
+
+
 def via_snakemake(work: Path) -> tuple[float, dict[str, float]]:
     # demo inputs first, so both sides time the same four member steps
     bindir = Path(sys.executable).parent
-    subprocess.run([str(bindir / "snakemake"), "--profile", "profiles/demo", "--config", "members=1", "--until",
+    subprocess.run([str(bindir / "snakemake"), *DEMO,
+                    "--config", "members=1", "--until",
                     "demo_mirror", "checkpoint_record", "-q"], cwd=work, check=True,
                    capture_output=True)
     t0 = time.perf_counter()
-    subprocess.run([str(bindir / "snakemake"), "--profile", "profiles/demo", "--config", "members=1", "-q"], cwd=work,
+    subprocess.run([str(bindir / "snakemake"), *DEMO,
+                    "--config", "members=1", "-q"], cwd=work,
                    check=True, capture_output=True)
     wall = time.perf_counter() - t0
     steps = {}

@@ -26,3 +26,9 @@ if [ ! -x "$venv/bin/python" ] || ! ok "$venv/bin/python"; then
 fi
 echo "ensflow: installing the package and its dependencies into $venv (first time: a few minutes)"
 "$venv/bin/python" -m pip install -q -e ".[$extras]"
+# `snakemake --profile gpu` / `--profile kubernetes` look the name up in Snakemake's user config
+# directory: link the repo's profiles there. A different profile of that name is kept (and named).
+profiles_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/profiles"
+echo "ensflow: installing the named profiles gpu and kubernetes"
+"$venv/bin/ensflow" install-profiles --profiles-dir "$profiles_dir" \
+  || echo "ensflow: the named profiles were not installed (above); --profile profiles/gpu still works" >&2

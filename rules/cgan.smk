@@ -10,14 +10,17 @@ rule cgan_index:
                 else {}
             )
         ),
-        preflight=PREFLIGHT.replace("{stage}", "cgan"),
+        unpack(preflight_gate("cgan")),
     output:
         index=CGAN_INDEX,
     log:
         "logs/{cycle}/cgan_index/step_{step}.log",
+        record="logs/{cycle}/cgan_index/step_{step}.json",
     retries: 2
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("cgan_index"),
     script:
         "../scripts/cgan_index.py"
 
@@ -29,8 +32,11 @@ rule cgan_setup:
         record=CGAN_SETUP,
     log:
         "logs/{cycle}/cgan_setup.log",
+        record="logs/{cycle}/cgan_setup.json",
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("cgan_setup"),
     script:
         "../scripts/cgan_setup.py"
 
@@ -43,12 +49,15 @@ rule cgan_batch:
         fork=CGAN_FORK,
     log:
         "logs/{cycle}/cgan_batch/batch_{batch}.log",
+        record="logs/{cycle}/cgan_batch/batch_{batch}.json",
     benchmark:
         "benchmarks/{cycle}/cgan_batch/batch_{batch}.tsv"
     retries: 1
     conda:
         "../envs/cpu.yaml"
     threads: config["cgan"]["decode_workers"]
+    params:
+        settings=settings_for("cgan_batch"),
     script:
         "../scripts/cgan_batch.py"
 
@@ -61,8 +70,11 @@ rule cgan_publish:
         record=CGAN_PUBLISHED,
     log:
         "logs/{cycle}/cgan_publish.log",
+        record="logs/{cycle}/cgan_publish.json",
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("cgan_publish"),
     script:
         "../scripts/cgan_publish.py"
 
@@ -75,10 +87,13 @@ rule cgan_netcdf:
         netcdf=CGAN_NETCDF,
     log:
         "logs/{cycle}/cgan_netcdf.log",
+        record="logs/{cycle}/cgan_netcdf.json",
     benchmark:
         "benchmarks/{cycle}/cgan_netcdf.tsv"
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("cgan_netcdf"),
     script:
         "../scripts/cgan_netcdf.py"
 

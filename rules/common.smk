@@ -27,10 +27,28 @@ DEMO_MIRROR_RECORD = f"{RESULTS}/{{cycle}}/demo_mirror.json"
 PREFLIGHT = f"{RESULTS}/{{cycle}}/preflight_{{stage}}.json"
 
 
+def settings_for(rule):
+    """What the rule's job uses, as its params (ensflow.config.JOB_SETTINGS)."""
+    return job_params(SETTINGS.config, rule)
+
+
 wildcard_constraints:
     cycle=r"\d{8}_\d{4}",
     member=r"\d{3}",
     stage=r"aifs|cgan",
+
+
+def preflight_gate(stage):
+    """The stage's first jobs wait for its preflight until it has passed once. After that
+    the preflight is no input of theirs (the `all` target re-runs it when its params
+    change): Snakemake would otherwise treat everything below a re-run preflight as
+    updated, and an `ancient()` input hides the stage's own params changes."""
+
+    def inputs(wildcards):
+        path = PREFLIGHT.format(cycle=wildcards.cycle, stage=stage)
+        return {} if Path(path).exists() else {"preflight": path}
+
+    return inputs
 
 
 def demo_inputs(wildcards):
@@ -108,7 +126,9 @@ from ensflow import runlock
 if workflow.is_main_process:
     RUN_LOCK = runlock.claim(Path.cwd(), CYCLE)
     if not RUN_LOCK.held:
-        print(f"ensflow: {runlock.refusal(Path.cwd(), RUN_LOCK.holder)}", file=sys.stderr)
+        print(
+            f"ensflow: {runlock.refusal(Path.cwd(), RUN_LOCK.holder)}", file=sys.stderr
+        )
 
 STORAGE_PREFIX = (
     workflow.storage_settings.default_storage_prefix

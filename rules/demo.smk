@@ -6,8 +6,11 @@ rule demo_checkpoint:
         checkpoint=config["checkpoint"],
     log:
         "logs/demo_checkpoint.log",
+        record="logs/demo_checkpoint.json",
     conda:
         "../envs/gpu.yaml"
+    params:
+        settings=settings_for("demo_checkpoint"),
     script:
         "../scripts/demo_checkpoint.py"
 
@@ -19,7 +22,10 @@ rule demo_mirror:
         record=DEMO_MIRROR_RECORD,
     log:
         "logs/{cycle}/demo_mirror.log",
+        record="logs/{cycle}/demo_mirror.json",
     conda:
         "../envs/gpu.yaml"
+    params:
+        settings=settings_for("demo_mirror"),
     script:
         "../scripts/demo_mirror.py"

@@ -12,8 +12,11 @@ rule checkpoint_record:
         record=CHECKPOINT_RECORD,
     log:
         "logs/{cycle}/checkpoint_record.log",
+        record="logs/{cycle}/checkpoint_record.json",
     conda:
         "../envs/gpu.yaml"
+    params:
+        settings=settings_for("checkpoint_record"),
     script:
         "../scripts/checkpoint_record.py"
 
@@ -25,6 +28,7 @@ rule forecast:
         **FORECAST_OUTPUTS,
     log:
         "logs/{cycle}/forecast/member_{member}.log",
+        record="logs/{cycle}/forecast/member_{member}.json",
     benchmark:
         "benchmarks/{cycle}/forecast/member_{member}.tsv"
     priority: 20
@@ -32,6 +36,8 @@ rule forecast:
         "../envs/gpu.yaml"
     resources:
         gpu=1,
+    params:
+        settings=settings_for("forecast"),
     script:
         "../scripts/forecast.py"
 
@@ -45,11 +51,14 @@ rule upload:
         receipt=UPLOAD_RECEIPT,
     log:
         "logs/{cycle}/upload/member_{member}.log",
+        record="logs/{cycle}/upload/member_{member}.json",
     benchmark:
         "benchmarks/{cycle}/upload/member_{member}.tsv"
     priority: 30
     retries: 2
     conda:
         "../envs/gpu.yaml"
+    params:
+        settings=settings_for("upload"),
     script:
         "../scripts/upload.py"

@@ -8,7 +8,10 @@ rule preflight:
         record=PREFLIGHT,
     log:
         "logs/{cycle}/preflight_{stage}.log",
+        record="logs/{cycle}/preflight_{stage}.json",
     conda:
         "../envs/gpu.yaml"
+    params:
+        settings=lambda wc: settings_for(f"preflight_{wc.stage}"),
     script:
         "../scripts/preflight.py"

@@ -8,24 +8,30 @@ rule quest_member_fields:
         fields=f"{QUEST_DIR}/members/member_{{member}}.bucket.npz",
     log:
         "logs/{cycle}/quest_member_fields/member_{member}.log",
+        record="logs/{cycle}/quest_member_fields/member_{member}.json",
     benchmark:
         "benchmarks/{cycle}/quest_member_fields/member_{member}.tsv"
     retries: 2
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("quest_member_fields"),
     script:
         "../scripts/quest_member_fields.py"
 
 
 rule quest_setup:
     input:
-        preflight=PREFLIGHT.replace("{stage}", "aifs"),
+        unpack(preflight_gate("aifs")),
     output:
         record=QUEST_SETUP,
     log:
         "logs/{cycle}/quest_setup.log",
+        record="logs/{cycle}/quest_setup.json",
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("quest_setup"),
     script:
         "../scripts/quest_setup.py"
 
@@ -38,8 +44,11 @@ rule quest_member:
         fork=QUEST_FORK,
     log:
         "logs/{cycle}/quest_member/member_{member}.log",
+        record="logs/{cycle}/quest_member/member_{member}.json",
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("quest_member"),
     script:
         "../scripts/quest_member.py"
 
@@ -52,8 +61,11 @@ rule quest_publish:
         record=QUEST_PUBLISHED,
     log:
         "logs/{cycle}/quest_publish.log",
+        record="logs/{cycle}/quest_publish.json",
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("quest_publish"),
     script:
         "../scripts/quest_publish.py"
 
@@ -65,24 +77,30 @@ rule demo_climatology:
         files=DEMO_CLIMATOLOGY,
     log:
         f"logs/{CYCLE}/demo_climatology.log",
+        record=f"logs/{CYCLE}/demo_climatology.json",
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("demo_climatology"),
     script:
         "../scripts/demo_climatology.py"
 
 
 rule quest_climatology:
     input:
+        unpack(preflight_gate("aifs")),
         served=DEMO_CLIMATOLOGY if config["synthetic"] else [],
-        preflight=PREFLIGHT.replace("{stage}", "aifs"),
     output:
         files=QUEST_CLIMATOLOGY_FILES,
         record=f"{QUEST_DIR}/climatology.json",
     log:
         "logs/{cycle}/quest_climatology.log",
+        record="logs/{cycle}/quest_climatology.json",
     retries: 2
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("quest_climatology"),
     script:
         "../scripts/quest_climatology.py"
 
@@ -96,10 +114,13 @@ rule quest_products:
         report=f"{QUEST_DIR}/sanity.json",
     log:
         "logs/{cycle}/quest_products.log",
+        record="logs/{cycle}/quest_products.json",
     benchmark:
         "benchmarks/{cycle}/quest_products.tsv"
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("quest_products"),
     script:
         "../scripts/quest_products.py"
 
@@ -111,8 +132,11 @@ rule quest_maps:
         maps=QUEST_PLOTS,
     log:
         "logs/{cycle}/quest_maps.log",
+        record="logs/{cycle}/quest_maps.json",
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("quest_maps"),
     script:
         "../scripts/quest_maps.py"
 
@@ -125,8 +149,11 @@ rule quest_upload_prepare:
         ready=f"{QUEST_DIR}/upload_ready.json",
     log:
         "logs/{cycle}/quest_upload_prepare.log",
+        record="logs/{cycle}/quest_upload_prepare.json",
     conda:
         "../envs/cpu.yaml"
+    params:
+        settings=settings_for("quest_upload_prepare"),
     script:
         "../scripts/quest_upload_prepare.py"
 

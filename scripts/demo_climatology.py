@@ -1,8 +1,8 @@
 """Rule demo_climatology: synthetic quintile files, served in the quest's layout (demo only)."""
 
-from ensflow import logs, quest_stage
-from ensflow.entry import settings_from
+from ensflow import quest_stage
+from ensflow.entry import job
 
-with logs.step("demo_climatology", snakemake.log[0]):
-    quest_stage.synthetic_climatology(settings_from(snakemake.config), snakemake.input.published,
+with job(snakemake) as settings:
+    quest_stage.synthetic_climatology(settings, snakemake.input.published,
                                       list(snakemake.output.files))

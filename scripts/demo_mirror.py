@@ -1,9 +1,8 @@
 """Rule demo_mirror: a synthetic open-data mirror with ECMWF's layout and .index files."""
 
-from ensflow import logs
 from ensflow.demo import make_mirror
-from ensflow.entry import settings_from
+from ensflow.entry import job
 
-with logs.step("demo_mirror", snakemake.log[0]):
-    make_mirror(settings_from(snakemake.config), snakemake.input.checkpoint,
+with job(snakemake) as settings:
+    make_mirror(settings, snakemake.input.checkpoint,
                 snakemake.output.record)

@@ -2,20 +2,19 @@
 
 from pathlib import Path
 
-from ensflow import devices, logs
-from ensflow.entry import settings_from
+from ensflow import devices
+from ensflow.entry import job
 from ensflow.forecast import run_member
 
 member = int(snakemake.wildcards.member)
-with logs.step(f"forecast member {member:03d}", snakemake.log[0]):
-    settings = settings_from(snakemake.config)
-    fc = settings.raw["forecast"]
-    gpus = devices.visible_devices(fc["gpus"]) if fc["device"].startswith("cuda") else []
+with job(snakemake) as settings:
+    fc = settings.forecast
+    gpus = devices.visible_devices(fc.gpus) if fc.device.startswith("cuda") else []
     try:
-        with devices.device_slot(gpus, fc["members_per_gpu"],
-                                 Path(settings.raw["scratch"]) / ".gpu-slots"):
+        with devices.device_slot(gpus, fc.members_per_gpu,
+                                 Path(settings.scratch) / ".gpu-slots"):
             run_member(settings, member, snakemake.input.pkl, list(snakemake.output.gribs),
-                       snakemake.output.get("quest"))
+                       snakemake.output.get("quest"), snakemake.threads)
     except BaseException:
         # The input is a temp file: drop it so the failed member stops holding scratch.
         Path(snakemake.input.pkl).unlink(missing_ok=True)

@@ -1,8 +1,8 @@
 """Rule preflight: fail fast, one line per missing precondition, before any download."""
 
-from ensflow import logs, preflight
-from ensflow.entry import settings_from
+from ensflow import preflight
+from ensflow.entry import job
 
 stage = snakemake.wildcards.stage
-with logs.step(f"preflight {stage}", snakemake.log[0]):
-    preflight.run(settings_from(snakemake.config), stage, snakemake.output.record)
+with job(snakemake) as settings:
+    preflight.run(settings, stage, snakemake.output.record)

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from ensflow import logs, quest_stage
-from ensflow.entry import settings_from
+from ensflow import quest_stage
+from ensflow.entry import job
 
-with logs.step("quest_maps", snakemake.log[0]):
-    quest_stage.plots(settings_from(snakemake.config), Path(snakemake.input.files[0]).parent,
+with job(snakemake) as settings:
+    quest_stage.plots(settings, Path(snakemake.input.files[0]).parent,
                       list(snakemake.output.maps))

@@ -1,7 +1,7 @@
 """Rule quest_setup: run branch of the aifs_ens_1p5 store, arrays grown for the cycle."""
 
-from ensflow import logs, quest_stage
-from ensflow.entry import settings_from
+from ensflow import quest_stage
+from ensflow.entry import job
 
-with logs.step("quest_setup", snakemake.log[0]):
-    quest_stage.setup(settings_from(snakemake.config), snakemake.output.record)
+with job(snakemake) as settings:
+    quest_stage.setup(settings, snakemake.output.record)

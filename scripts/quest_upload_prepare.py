@@ -1,8 +1,8 @@
 """Rule quest_upload_prepare: submission ready and credentials present (never printed)."""
 
-from ensflow import logs, quest_stage
-from ensflow.entry import settings_from
+from ensflow import quest_stage
+from ensflow.entry import job
 
-with logs.step("quest_upload_prepare", snakemake.log[0]):
-    quest_stage.prepare_upload(settings_from(snakemake.config), list(snakemake.input.files),
+with job(snakemake) as settings:
+    quest_stage.prepare_upload(settings, list(snakemake.input.files),
                                snakemake.output.ready)

@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
-from ensflow import logs, scratch
-from ensflow.entry import settings_from
+from ensflow import scratch
+from ensflow.entry import job
 from ensflow.upload import upload_member
 
 member = int(snakemake.wildcards.member)
 directory = Path(snakemake.input.gribs[0]).parent
-with logs.step(f"upload member {member:03d}", snakemake.log[0]):
+with job(snakemake) as settings:
     scratch.clear_failed(directory)
     try:
-        upload_member(settings_from(snakemake.config), member, list(snakemake.input.gribs),
+        upload_member(settings, member, list(snakemake.input.gribs),
                       snakemake.output.receipt, snakemake.input.input_receipt,
                       snakemake.input.checkpoint_record)
     except BaseException:

@@ -225,7 +225,8 @@ def test_kill_9_then_same_command_resumes(gcs_run, tmp_path):
         # While it runs: status sees the live run and a finished member; purge refuses.
         live = subprocess.run([str(BIN / "ensflow"), "status", "-C", str(work)], env=run_env(),
                               capture_output=True, text=True, timeout=120)
-        assert live.returncode == 0 and f"run active (pid {proc.pid}" in live.stdout, live.stdout + live.stderr
+        assert live.returncode == 0, live.stdout + live.stderr
+        assert f"run active (pid {proc.pid}" in live.stdout, live.stdout
         assert re.search(r"^forecast +[1-4] ", live.stdout, re.M) and "ETA " in live.stdout
         refused = subprocess.run([str(BIN / "ensflow"), "purge", "-C", str(work), "--yes"],
                                  env=run_env(), capture_output=True, text=True, timeout=120)

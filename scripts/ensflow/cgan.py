@@ -129,19 +129,19 @@ class Plan:
 
 
 def plan_from(settings: Settings) -> Plan:
-    c = settings.raw["cgan"]
-    first, last, every = c["steps"]
+    c = settings.cgan
+    first, last, every = c.steps
     return Plan(
         cycle=settings.cycle,
         base=cycle_datetime(settings.cycle),
-        variables=tuple(Variable.parse(v) for v in c["variables"]),
-        members=tuple(parse_members(c["members"], 50, minimum=0)),
+        variables=tuple(Variable.parse(v) for v in c.variables),
+        members=tuple(parse_members(c.members, 50, minimum=0)),
         steps=tuple(range(first, last + 1, every)),
         previous_step=first - every,
-        members_per_batch=c["members_per_batch"],
-        region=dict(c["region"]),
-        layout=OpenDataLayout.from_config(settings.raw),
-        accumulation=c["accumulation"],
+        members_per_batch=c.members_per_batch,
+        region=dict(c.region),
+        layout=OpenDataLayout.from_settings(settings.opendata),
+        accumulation=c.accumulation,
     )
 
 
@@ -327,10 +327,10 @@ def layout(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool) -> e
 
 
 def store_from(settings: Settings) -> Any:
-    c = settings.raw["cgan"]
-    od = settings.raw["opendata"]
-    return ensemble_store.open_repo(c["store"], region=od.get("region"),
-                                    endpoint_url=c.get("store_endpoint_url"))
+    c = settings.cgan
+    od = settings.opendata
+    return ensemble_store.open_repo(c.store, region=od.region,
+                                    endpoint_url=c.store_endpoint_url)
 
 
 def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
@@ -340,15 +340,15 @@ def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
     first = obj["messages"][0]
     buf = storage.read_ranges(obj["url"], [(first["offset"], first["length"])])[0]
     lats, lons = region_coords(buf, plan.region)
-    ensemble_store.setup(store_from(settings), layout(plan, lats, lons, settings.raw["synthetic"]),
+    ensemble_store.setup(store_from(settings), layout(plan, lats, lons, settings.synthetic),
                          plan.cycle, hours_since_1900(plan.base), out)
 
 
-def write_batch(settings: Settings, batch: int, index_files: list[str | Path],
+def write_batch(settings: Settings, batch: int, index_files: list[str | Path], workers: int,
                 setup_record: str | Path, fork_path: str | Path) -> None:
     plan = plan_from(settings)
     members = plan.batches()[batch]
-    arrays = build_batch(plan, members, index_files, settings.raw["cgan"]["decode_workers"])
+    arrays = build_batch(plan, members, index_files, workers)
     record = ensemble_store.SetupRecord.load(setup_record)
 
     def write(root: Any, t: int) -> None:
@@ -372,7 +372,7 @@ def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str |
                 raise ensemble_store.PublishError(f"{v.name}: members {bad} missing; not publishing")
 
     result = ensemble_store.publish(store_from(settings), record, fork_paths, check=complete)
-    receipts.write(out, {"cycle": plan.cycle, "store": settings.raw["cgan"]["store"],
+    receipts.write(out, {"cycle": plan.cycle, "store": settings.cgan.store,
                          "members": list(plan.members), **result})
 
 
@@ -401,7 +401,7 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
     from .regrid import bilinear_regular
 
     plan = plan_from(settings)
-    c = settings.raw["cgan"]
+    c = settings.cgan
     pub = receipts.read(published)
     repo = store_from(settings)
     session = repo.readonly_session(snapshot_id=pub["snapshot"])
@@ -409,7 +409,7 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
     t = int(np.flatnonzero(ds["time"].values == np.datetime64(plan.base))[0])
     cycle = ds.isel(time=t).sel(member=list(plan.members))
     lats, lons = cycle["latitude"].values, cycle["longitude"].values
-    if c["output_grid"] == "cgan_0p1":
+    if c.output_grid == "cgan_0p1":
         new_lats = np.linspace(*CGAN_0P1["lat"])
         new_lons = np.linspace(*CGAN_0P1["lon"])
     else:
@@ -422,9 +422,9 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
     for v in plan.variables:
         data = cycle[v.name].values.astype(np.float64)  # (member, step, lat, lon)
         stats = {"ensemble_mean": np.nanmean(data, axis=0),
-                 "ensemble_standard_deviation": np.nanstd(data, axis=0, ddof=c["ddof"])}
+                 "ensemble_standard_deviation": np.nanstd(data, axis=0, ddof=c.ddof)}
         for kind, field in stats.items():
-            if c["output_grid"] == "cgan_0p1":
+            if c.output_grid == "cgan_0p1":
                 field = bilinear_regular(field, lats, lons, new_lats, new_lons)
             attrs = {"units": cycle[v.name].attrs.get("units", "unknown"),
                      "long_name": f"{v.output_name} {kind.replace('_', ' ')}",
@@ -444,11 +444,11 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
             "title": "IFS-ENS ensemble statistics for cGAN", **reader_attrs(plan),
             "cycle": plan.cycle, "accumulation": ACCUMULATION_TEXT[plan.accumulation],
             "members": ",".join(map(str, plan.members)), "members_count": len(plan.members),
-            "ddof": c["ddof"], "output_grid": c["output_grid"],
-            "store": c["store"], "store_snapshot": pub["snapshot"], "store_tag": pub["tag"],
+            "ddof": c.ddof, "output_grid": c.output_grid,
+            "store": c.store, "store_snapshot": pub["snapshot"], "store_tag": pub["tag"],
             "source_urls": " ".join(sources), "code_version": code_version(),
-            "synthetic": int(bool(settings.raw["synthetic"])),
-            "provenance": json.dumps(record(settings.raw)),
+            "synthetic": int(bool(settings.synthetic)),
+            "provenance": json.dumps(record(settings)),
         })
     enc: dict[str, dict[str, Any]] = {k: {"dtype": "float32", "zlib": True, "complevel": 4}
                                       for k in out_vars}
@@ -456,4 +456,4 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     product.to_netcdf(tmp, encoding=enc, engine="netcdf4")
     os.replace(tmp, out)
-    log.info("wrote %s: %d variables, %s grid", out, len(out_vars), c["output_grid"])
+    log.info("wrote %s: %d variables, %s grid", out, len(out_vars), c.output_grid)

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import profiles
 from .config import Settings, load_like_snakemake
 from .errors import EnsflowError
 
@@ -45,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     for p in (p_status, p_report, p_purge):
         p.add_argument("--storage-prefix", help="read the jobs' files from Snakemake's default storage "
                        "prefix (a cluster run), e.g. gs://aifs-ens-forecasts/ensflow")
+    p_profiles = sub.add_parser("install-profiles", help="make `--profile gpu` and `--profile "
+                                "kubernetes` the repo's profiles (symlinks in Snakemake's user "
+                                "config directory; a different profile of that name is kept)")
+    profiles.add_arguments(p_profiles)
     args = parser.parse_args(argv)
+    if args.command == "install-profiles":
+        return profiles.run(args.profiles_dir, args.user_dir)
     try:
         if args.command == "status":
             from .status import main_status

@@ -1,12 +1,18 @@
-"""Configuration: validated against config/schema.yaml when the workflow starts.
+"""Configuration: validated against config/schema.yaml (which also holds every default),
+then read as typed, per-section settings.
 
-Errors name the key and what is wrong, before anything runs.
+Each rule hands its job only the settings it uses, as a plain dict in `params:` (so
+Snakemake records them and `snakemake -n` says "params changed" for exactly the jobs a
+change affects); `JOB_SETTINGS` is that list. A job builds its `Settings` from the dict;
+a setting it was not handed is `Withheld` and fails the job naming the key.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,63 +24,261 @@ from .errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
-DEFAULTS: dict[str, Any] = {
-    "max_member": 50,
-    "results": "results",
-    "synthetic": False,
-    "demo": {"grid_step": 4.0, "perturbed_members": 4, "checkpoint_grid": "O48"},
-    "opendata": {
-        "endpoint_url": None,
-        "region": "eu-central-1",
-        "model": "ifs",
-        "resol": "0p25",
-    },
-    "forecast": {"num_chunks": 1, "seed_base": 0, "bits_per_value": 16, "gpus": None,
-                 "members_per_gpu": 1},
-    "cgan": {
-        "enabled": False,
-        "store": "file://stores/cgan.icechunk",
-        "store_endpoint_url": None,
-        "members": "0-50",
-        "members_per_batch": 6,
-        "variables": ["tp", "2t", "sp", "ssr", "ssrd", "sf", "ro", "tcw", "tcwv", "tcc", "u700", "v700"],
-        "steps": [36, 60, 3],
-        "region": {"lat_min": -14.0, "lat_max": 25.0, "lon_min": 19.0, "lon_max": 55.0},
-        "output_grid": "native",
-        "ddof": 0,
-        "accumulation": "since_start",
-        "decode_workers": 2,
-    },
-    "quest": {
-        "enabled": False,
-        "team": "ensflow",
-        "model": "aifsens",
-        "variables": ["tas", "mslp", "pr"],
-        "source": "forecast",
-        "methods": {"tas": "linear", "mslp": "linear", "pr": "grid-box-average"},
-        "store": "file://stores/aifs_ens_1p5.icechunk",
-        "climatology": None,
-        "climatology_units": {"tas": "K", "mslp": "Pa", "pr": "mm"},
-        "expected_members": None,
-        "allow_partial": False,
-        "min_members": None,
-        "password_env": "AIWQ_SUBMIT_PWD",
-        "allow_any_issue_date": False,
-    },
-    "gcs": {
-        "project": None,
-        "credentials_file": None,
-        "chunk_mb": 32,
-        "parallel_uploads": 4,
-        "retries": 6,
-    },
-    "report": {"gpu_price_per_hour": 0.0, "cpu_price_per_hour": 0.0, "currency": "USD",
-               "log_excerpt_lines": 20},
+
+class SettingWithheld(ConfigError, AttributeError):
+    """A job used a setting its rule does not hand it (add it to JOB_SETTINGS)."""
+
+
+class Withheld:
+    """Stands for a setting this job was not handed; any use of it fails naming the key."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        object.__setattr__(self, "key", key)
+
+    def __repr__(self) -> str:
+        return f"<withheld {self.key}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Withheld, (self.key,))
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise SettingWithheld(f"setting '{self.key}' is not among this job's params "
+                              "(ensflow.config.JOB_SETTINGS)")
+
+    __getattr__ = _refuse
+    __bool__ = __int__ = __float__ = __index__ = __str__ = __format__ = _refuse
+    __iter__ = __len__ = __getitem__ = __contains__ = __eq__ = __lt__ = __add__ = _refuse
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    grid_step: float
+    perturbed_members: int
+    checkpoint_grid: str
+
+
+@dataclass(frozen=True)
+class OpenDataSettings:
+    root: str
+    endpoint_url: str | None
+    region: str
+    model: str
+    resol: str
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    lead_time: int
+    hours_per_file: int
+    device: str
+    precision: str
+    num_chunks: int
+    seed_base: int
+    bits_per_value: int
+    gpus: int | None
+    members_per_gpu: int
+
+
+@dataclass(frozen=True)
+class CganSettings:
+    enabled: bool
+    store: str
+    store_endpoint_url: str | None
+    members: str | int | list[int]
+    members_per_batch: int
+    variables: list[str]
+    steps: list[int]
+    region: dict[str, float]
+    output_grid: str
+    ddof: int
+    accumulation: str
+    decode_workers: int
+
+
+@dataclass(frozen=True)
+class QuestSettings:
+    enabled: bool
+    team: str
+    model: str
+    variables: list[str]
+    source: str
+    methods: dict[str, str]
+    store: str
+    climatology: str | None
+    climatology_units: dict[str, str]
+    expected_members: int | None
+    allow_partial: bool
+    min_members: int | None
+    password_env: str
+    allow_any_issue_date: bool
+
+
+@dataclass(frozen=True)
+class GcsSettings:
+    project: str | None
+    credentials_file: str | None
+    chunk_mb: int
+    parallel_uploads: int
+    retries: int
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    gpu_price_per_hour: float
+    cpu_price_per_hour: float
+    currency: str
+    log_excerpt_lines: int
+
+
+SECTIONS: dict[str, type] = {
+    "demo": DemoSettings, "opendata": OpenDataSettings, "forecast": ForecastSettings,
+    "cgan": CganSettings, "quest": QuestSettings, "gcs": GcsSettings, "report": ReportSettings,
+}
+SCALARS = ("cycle", "members", "max_member", "window", "bucket", "scratch", "results",
+           "synthetic", "checkpoint")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration (or the part of it one job was handed), typed."""
+
+    config: dict[str, Any]
+    cycle: str
+    members: list[int]
+    max_member: int
+    window: int
+    bucket: str
+    scratch: str
+    results: str
+    synthetic: bool
+    checkpoint: str
+    demo: DemoSettings
+    opendata: OpenDataSettings
+    forecast: ForecastSettings
+    cgan: CganSettings
+    quest: QuestSettings
+    gcs: GcsSettings
+    report: ReportSettings = field(repr=False)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Settings:
+        """From a validated config, or from a job's params (missing keys are withheld)."""
+
+        def get(d: dict[str, Any], key: str, path: str) -> Any:
+            return d[key] if key in d else Withheld(path)
+
+        sections = {}
+        for name, kind in SECTIONS.items():
+            given = config.get(name, {})
+            sections[name] = kind(**{f.name: get(given, f.name, f"{name}.{f.name}")
+                                     for f in dataclasses.fields(kind)})
+        scalars = {k: get(config, k, k) for k in SCALARS}
+        if "members" in config and "max_member" in config:
+            scalars["members"] = parse_members(config["members"], config["max_member"])
+        return cls(config=config, **scalars, **sections)
+
+    def handed(self, path: str) -> bool:
+        """Whether this job was handed the setting (or section) `path`."""
+        node: Any = self.config
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+
+# ------------------------------------------------------------------ what each job uses
+
+_STORAGE = ("gcs", "opendata.endpoint_url", "opendata.region")
+_CGAN_PLAN = ("cycle", "opendata", "cgan.variables", "cgan.members", "cgan.steps",
+              "cgan.members_per_batch", "cgan.region", "cgan.accumulation")
+_CGAN_STORE = (*_CGAN_PLAN, *_STORAGE, "cgan.store", "cgan.store_endpoint_url", "synthetic")
+_QUEST = ("cycle", "synthetic", *_STORAGE, "quest.variables", "quest.store")
+# What a member's forecast output depends on. Its GRIBs are temp() and gone once uploaded,
+# so the upload receipt (the durable result of the member chain) carries these too: a
+# change re-runs fetch_input -> forecast -> upload and what follows, nothing before.
+_FORECAST_OUTPUT = ("cycle", "checkpoint", "forecast.lead_time", "forecast.hours_per_file",
+                    "forecast.device", "forecast.precision", "forecast.num_chunks",
+                    "forecast.seed_base", "forecast.bits_per_value", "quest.enabled",
+                    "quest.source", "quest.variables", "quest.methods")
+
+JOB_SETTINGS: dict[str, tuple[str, ...]] = {
+    "demo_checkpoint": ("demo.checkpoint_grid",),
+    "demo_mirror": ("cycle", "demo", "opendata", "cgan.enabled", *_CGAN_PLAN),
+    "preflight_aifs": ("cycle", "members", "checkpoint", "bucket", "scratch", "window",
+                       "synthetic", "opendata", "gcs", "forecast.lead_time",
+                       "forecast.bits_per_value", "forecast.device", "forecast.gpus",
+                       "quest.enabled", "quest.allow_any_issue_date", "quest.climatology",
+                       "quest.password_env", "quest.variables"),
+    "preflight_cgan": (*_CGAN_PLAN, *_STORAGE),
+    "checkpoint_record": ("checkpoint",),
+    "prepare_input": ("cycle", "checkpoint", "opendata", "bucket", "scratch", "synthetic",
+                      *_STORAGE),
+    "fetch_input": ("cycle", "checkpoint", "scratch", "window", *_STORAGE),
+    "forecast": (*_FORECAST_OUTPUT, "scratch", "forecast.gpus", "forecast.members_per_gpu"),
+    "upload": (*_FORECAST_OUTPUT, "bucket", "synthetic", *_STORAGE),
+    "cgan_index": (*_CGAN_PLAN, *_STORAGE),
+    "cgan_setup": _CGAN_STORE,
+    "cgan_batch": _CGAN_STORE,
+    "cgan_publish": _CGAN_STORE,
+    "cgan_netcdf": (*_CGAN_STORE, "cgan.ddof", "cgan.output_grid"),
+    "quest_member_fields": (*_QUEST, "bucket", "scratch", "forecast.lead_time",
+                            "forecast.hours_per_file", "quest.methods"),
+    "quest_setup": (*_QUEST, "max_member", "quest.allow_any_issue_date"),
+    "quest_member": _QUEST,
+    "quest_publish": (*_QUEST, "members", "quest.expected_members", "quest.allow_partial",
+                      "quest.min_members"),
+    "demo_climatology": (*_QUEST, "quest.climatology_units"),
+    "quest_climatology": (*_QUEST, "quest.climatology", "quest.climatology_units",
+                          "quest.password_env"),
+    "quest_products": (*_QUEST, "members", "quest.climatology", "quest.climatology_units",
+                       "quest.allow_partial", "quest.team", "quest.model"),
+    "quest_maps": (*_QUEST, "quest.team", "quest.model", "quest.climatology_units"),
+    "quest_upload_prepare": (*_QUEST, "quest.team", "quest.model", "quest.password_env"),
 }
 
 
-def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(defaults)
+def job_params(config: dict[str, Any], job: str) -> dict[str, Any]:
+    """The part of a validated config that `job` uses, as plain values Snakemake records."""
+    out: dict[str, Any] = {}
+    paths = list(JOB_SETTINGS[job])
+    if "members" in paths:
+        paths.append("max_member")  # members are read against it
+    for path in paths:
+        *parents, leaf = path.split(".")
+        src, dst = config, out
+        for p in parents:
+            src, dst = src[p], dst.setdefault(p, {})
+        dst[leaf] = copy.deepcopy(src[leaf])
+    return out
+
+
+# ------------------------------------------------------------------ validation
+
+
+@cache
+def _load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def _fill_defaults(schema: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Every `default:` of the schema where the config says nothing (the one place defaults live)."""
+    out = copy.deepcopy(data)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        elif (sub.get("type") == "object" and "properties" in sub
+              and isinstance(out.get(key, {}), dict)):
+            out[key] = _fill_defaults(sub, out.get(key, {}))
+    return out
+
+
+def _merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
     for key, value in given.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
@@ -83,41 +287,23 @@ def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
-    with open(path) as f:
-        return yaml.safe_load(f)
-
-
 def _describe(error: jsonschema.ValidationError) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-    if error.validator == "additionalProperties":
-        return f"config {key}: {error.message}"
-    if error.validator == "required":
+    if error.validator in ("additionalProperties", "required"):
         return f"config {key}: {error.message}"
     return f"config key '{key}': {error.message}"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The validated configuration, with the cycle normalised and members expanded."""
-
-    raw: dict[str, Any]
-    cycle: str
-    members: list[int] = field(default_factory=list)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.raw[key]
-
-
 def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Settings:
     """Check the config against the schema, fill defaults, normalise the cycle and members."""
-    merged = _merge(DEFAULTS, dict(config))
-    validator = jsonschema.Draft202012Validator(_load_schema(schema_path))
+    schema = _load_schema(schema_path)
+    merged = _fill_defaults(schema, dict(config))
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("; ".join(_describe(e) for e in errors[:5]))
-    cycle = normalise_cycle(merged["cycle"])
-    members = parse_members(merged["members"], merged["max_member"])
+    merged["cycle"] = normalise_cycle(merged["cycle"])
+    parse_members(merged["members"], merged["max_member"])
     fc = merged["forecast"]
     if fc["lead_time"] % fc["hours_per_file"]:
         raise ConfigError(
@@ -145,8 +331,7 @@ def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Setting
         missing = [v for v in qu["variables"] if v not in qu["climatology_units"]]
         if missing:
             raise ConfigError(f"config key 'quest.climatology_units': no units for {missing}")
-    merged["cycle"] = cycle
-    return Settings(raw=merged, cycle=cycle, members=members)
+    return Settings.from_config(merged)
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Settings:

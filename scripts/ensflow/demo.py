@@ -13,7 +13,7 @@ from .opendata import OpenDataLayout
 
 
 def make_checkpoint(settings: Settings, path: str | Path) -> None:
-    demo_model.save_demo_checkpoint(path, settings.raw["demo"]["checkpoint_grid"])
+    demo_model.save_demo_checkpoint(path, settings.demo.checkpoint_grid)
 
 
 def mirror_objects(settings: Settings, info: checkpoint_info.CheckpointInfo
@@ -24,10 +24,10 @@ def mirror_objects(settings: Settings, info: checkpoint_info.CheckpointInfo
     catalogue = opendata_catalogue.load()
     objects: dict[tuple[dt.datetime, int, str], demo_data.ObjectContents] = {}
     for date in input_dates(base, info.timestep_hours):
-        for member in range(settings.raw["demo"]["perturbed_members"] + 1):
+        for member in range(settings.demo.perturbed_members + 1):
             for r in opendata_requests.for_member(info, date, member, catalogue):
                 demo_data.add(objects, date, r.step, r.product, r.field)
-    if settings.raw["cgan"]["enabled"]:
+    if settings.cgan.enabled:
         plan = cgan.plan_from(settings)
         for var in plan.variables:
             for step in plan.fetch_steps(var):
@@ -38,9 +38,9 @@ def mirror_objects(settings: Settings, info: checkpoint_info.CheckpointInfo
 
 def make_mirror(settings: Settings, checkpoint: str | Path, record_path: str | Path) -> None:
     """A synthetic open-data mirror with everything the demo cycle reads."""
-    cfg = settings.raw
     info = checkpoint_info.read(str(checkpoint))
-    paths = demo_data.write_mirror(OpenDataLayout.from_config(cfg), mirror_objects(settings, info),
-                                   cfg["demo"]["grid_step"])
+    paths = demo_data.write_mirror(OpenDataLayout.from_settings(settings.opendata),
+                                   mirror_objects(settings, info),
+                                   settings.demo.grid_step)
     receipts.write(record_path, {"cycle": settings.cycle, "synthetic": True,
                                  "objects": [str(p) for p in paths]})

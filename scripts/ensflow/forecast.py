@@ -23,53 +23,58 @@ log = logging.getLogger(__name__)
 
 def member_seed(settings: Settings, member: int) -> int:
     """Distinct, reproducible randomness per member."""
-    return int(settings.raw["forecast"]["seed_base"]) + member
+    return int(settings.forecast.seed_base) + member
 
 
 def run_member(settings: Settings, member: int, input_pkl: str | Path,
-               outputs: list[str | Path], quest_out: str | Path | None = None) -> dict[str, Any]:
+               outputs: list[str | Path], quest_out: str | Path | None = None,
+               threads: int | None = None) -> dict[str, Any]:
     """Run one member to the lead time and write one GRIB file per window, in order.
 
     With `quest_out`, the AI Weather Quest fields are regridded to 1.5° here, from the
     states the runner yields, and saved beside the GRIB files.
     """
-    cfg = settings.raw
-    fc = cfg["forecast"]
-    windows = forecast_windows(fc["lead_time"], fc["hours_per_file"])
+    fc = settings.forecast
+    windows = forecast_windows(fc.lead_time, fc.hours_per_file)
     if len(outputs) != len(windows):
         raise ValueError(f"{len(outputs)} output paths for {len(windows)} windows")
     what = f"member {member_id(member)}"
-    info = checkpoint_info.read(cfg["checkpoint"])
+    info = checkpoint_info.read(settings.checkpoint)
     state = input_state.load(str(input_pkl), info, what)
     base = cycle_datetime(settings.cycle)
     if state["date"] != base:
         raise ForecastError(f"{what}: input state is for {state['date']:%Y%m%d_%H%M}, "
                             f"cycle is {settings.cycle}")
 
-    os.environ["ANEMOI_INFERENCE_NUM_CHUNKS"] = str(fc["num_chunks"])
+    os.environ["ANEMOI_INFERENCE_NUM_CHUNKS"] = str(fc.num_chunks)
     from anemoi.inference.runners.simple import SimpleRunner
 
+    if threads:  # the cores Snakemake gave the job (`threads:`, `--set-threads forecast=N`)
+        import torch
+
+        torch.set_num_threads(threads)
+
     started = time.perf_counter()
-    runner = SimpleRunner(cfg["checkpoint"], device=fc["device"], precision=fc["precision"],
+    runner = SimpleRunner(settings.checkpoint, device=fc.device, precision=fc.precision,
                           seed=member_seed(settings, member))
-    log.info("%s: runner ready on %s (precision %s, seed %d) in %.1fs", what, fc["device"],
-             fc["precision"], member_seed(settings, member), time.perf_counter() - started)
+    log.info("%s: runner ready on %s (precision %s, seed %d) in %.1fs", what, fc.device,
+             fc.precision, member_seed(settings, member), time.perf_counter() - started)
 
     specs = {s.name: s for s in info.output_fields}
-    encoder = GribEncoder(info.grid, base, member, ENSEMBLE_SIZE, fc["bits_per_value"])
+    encoder = GribEncoder(info.grid, base, member, ENSEMBLE_SIZE, fc.bits_per_value)
     totals: dict[str, np.ndarray] = {}
     regridder = None
     if quest_out is not None:
-        q = cfg["quest"]
-        regridder = quest.InForecastRegridder([quest.VARIABLES[v] for v in q["variables"]],
-                                              q["methods"])
+        q = settings.quest
+        regridder = quest.InForecastRegridder([quest.VARIABLES[v] for v in q.variables],
+                                              q.methods)
     current: BinaryIO | None = None
     window_index = -1
-    nsteps = fc["lead_time"] // info.timestep_hours
+    nsteps = fc.lead_time // info.timestep_hours
     fields_written = 0
     t_step = time.perf_counter()
     try:
-        for i, out in enumerate(runner.run(input_states=state, lead_time=fc["lead_time"]), 1):
+        for i, out in enumerate(runner.run(input_states=state, lead_time=fc.lead_time), 1):
             step = round((out["date"] - base) / dt.timedelta(hours=1))
             target = next(k for k, (a, b) in enumerate(windows) if a < step <= b)
             if target != window_index:

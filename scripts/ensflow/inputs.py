@@ -19,13 +19,12 @@ log = logging.getLogger(__name__)
 
 def prepare_input(settings: Settings, member: int, receipt_path: str | Path) -> None:
     """Build a member's input state from open data and put its pickle in the bucket."""
-    cfg = settings.raw
-    info = checkpoint_info.read(cfg["checkpoint"])
-    od = cfg["opendata"]
+    info = checkpoint_info.read(settings.checkpoint)
+    od = settings.opendata
     date = cycle_datetime(settings.cycle)
-    state = input_state.build(info, date, member, OpenDataLayout.from_config(cfg))
-    url = input_object(cfg["bucket"], settings.cycle, member)
-    workdir = Path(cfg["scratch"]) / settings.cycle / "prepare"
+    state = input_state.build(info, date, member, OpenDataLayout.from_settings(settings.opendata))
+    url = input_object(settings.bucket, settings.cycle, member)
+    workdir = Path(settings.scratch) / settings.cycle / "prepare"
     workdir.mkdir(parents=True, exist_ok=True)
     tmp = workdir / f".input_state_member_{member_id(member)}.{os.getpid()}.pkl"
     try:
@@ -43,17 +42,16 @@ def prepare_input(settings: Settings, member: int, receipt_path: str | Path) -> 
                     for r in opendata_requests.for_member(info, d, member)],
         "dates": [d.isoformat() for d in input_state.input_dates(
             cycle_datetime(settings.cycle), info.timestep_hours)],
-        "provenance": record(cfg, opendata_root=od["root"]),
+        "provenance": record(settings, opendata_root=od.root),
     })
 
 
 def fetch_input(settings: Settings, member: int, input_receipt: str | Path,
                 local_pkl: str | Path) -> None:
     """Bring a member's pickle to scratch, within the window, and check it before inference."""
-    cfg = settings.raw
     local_pkl = Path(local_pkl)
     directory = local_pkl.parent
-    scratch.claim(directory, cfg["window"])
+    scratch.claim(directory, settings.window)
     what = f"member {member_id(member)} ({local_pkl.name})"
     try:
         source = receipts.read(input_receipt)
@@ -61,7 +59,7 @@ def fetch_input(settings: Settings, member: int, input_receipt: str | Path,
         if source.get("crc32c") and got.crc32c != source["crc32c"]:
             raise InputStateError(f"{what}: checksum {got.crc32c} does not match the bucket "
                                   f"receipt {source['crc32c']} (changed since it was prepared?)")
-        info = checkpoint_info.read(cfg["checkpoint"])
+        info = checkpoint_info.read(settings.checkpoint)
         input_state.load(str(local_pkl), info, what)
         log.info("%s: %.1f MB on scratch, checked against %d checkpoint fields", what,
                  got.size / 1e6, len(info.input_fields))

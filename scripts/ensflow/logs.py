@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import EnsflowError
 
@@ -38,23 +42,53 @@ def finish(code: int) -> None:
     os._exit(code)
 
 
+def write_record(path: str | Path | None, record: dict[str, Any]) -> None:
+    """The job's structured record (status, times, error, cores): what status and report read."""
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="milliseconds")
+
+
 @contextlib.contextmanager
-def step(name: str, log_file: str | Path | None = None) -> Iterator[logging.Logger]:
-    """Log start, end and elapsed time; an EnsflowError ends the job with its one-line message.
+def step(name: str, log_file: str | Path | None = None, record_file: str | Path | None = None,
+         meta: dict[str, Any] | None = None) -> Iterator[logging.Logger]:
+    """Log start, end and elapsed time, and keep the job's record; an EnsflowError ends the
+    job with its one-line message.
 
     Meant to wrap the whole of an entry script: the process ends when the block does.
     """
     setup(log_file)
     log = logging.getLogger("ensflow.step")
     started = time.perf_counter()
+    record: dict[str, Any] = {**(meta or {}), "name": name, "status": "running",
+                              "started": _now(), "ended": None, "seconds": None, "error": None,
+                              "pid": os.getpid(), "host": socket.gethostname()}
+    write_record(record_file, record)
     log.info("start %s", name)
+
+    def end(status: str, error: str | None = None) -> None:
+        record.update(status=status, ended=_now(), error=error,
+                      seconds=round(time.perf_counter() - started, 3))
+        write_record(record_file, record)
+
     try:
         yield log
     except EnsflowError as exc:
         log.error("FAILED %s after %.1fs: %s", name, time.perf_counter() - started, exc)
+        end("failed", str(exc))
         finish(1)
-    except BaseException:
+    except BaseException as exc:
         log.exception("FAILED %s after %.1fs", name, time.perf_counter() - started)
+        end("failed", f"{type(exc).__name__}: {exc}")
         finish(1)
     log.info("done %s in %.1fs", name, time.perf_counter() - started)
+    end("done")
     finish(0)

@@ -18,6 +18,7 @@ from .naming import index_of, opendata_object
 if TYPE_CHECKING:
     import datetime as dt
 
+    from .config import OpenDataSettings
     from .opendata_catalogue import Product
 
 
@@ -34,9 +35,8 @@ class OpenDataLayout:
                                product.file_type)
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> OpenDataLayout:
-        od = cfg["opendata"]
-        return cls(od["root"], od["model"], od["resol"])
+    def from_settings(cls, od: OpenDataSettings) -> OpenDataLayout:
+        return cls(od.root, od.model, od.resol)
 
 
 @dataclass(frozen=True)

@@ -28,17 +28,17 @@ class PreflightError(EnsflowError):
 
 
 def check_checkpoint(settings: Settings) -> str:
-    path = settings.raw["checkpoint"]
+    path = settings.checkpoint
     info = checkpoint_info.read(path)  # raises ConfigError naming the file
     return f"checkpoint {path}: {info.grid}, {len(info.input_fields)} input fields"
 
 
 def check_credentials(settings: Settings) -> str:
     """Present, never printed: the name of the source is all that is said."""
-    bucket = settings.raw["bucket"]
+    bucket = settings.bucket
     if not bucket.startswith("gs://") or os.environ.get("STORAGE_EMULATOR_HOST"):
         return "no cloud credentials needed" if not bucket.startswith("gs://") else "GCS emulator"
-    given = settings.raw["gcs"]["credentials_file"] or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    given = settings.gcs.credentials_file or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
     if given:
         if not Path(given).is_file():
             raise PreflightError(f"GCS credentials file {given} does not exist")
@@ -55,23 +55,23 @@ def check_credentials(settings: Settings) -> str:
 
 
 def check_bucket(settings: Settings) -> str:
-    probe = join_url(settings.raw["bucket"], settings.cycle, ".ensflow-preflight")
-    local = Path(settings.raw["scratch"]) / ".preflight-probe"
+    probe = join_url(settings.bucket, settings.cycle, ".ensflow-preflight")
+    local = Path(settings.scratch) / ".preflight-probe"
     local.parent.mkdir(parents=True, exist_ok=True)
     local.write_bytes(b"ensflow preflight\n")
     try:
         storage.put_file(local, probe)
         if storage.stat(probe) is None:
-            raise PreflightError(f"bucket {settings.raw['bucket']}: probe object not visible after write")
+            raise PreflightError(f"bucket {settings.bucket}: probe object not visible after write")
         storage.delete(probe)
     except PreflightError:
         raise
     except Exception as exc:
-        raise PreflightError(f"bucket {settings.raw['bucket']} is not writable: "
+        raise PreflightError(f"bucket {settings.bucket} is not writable: "
                              f"{type(exc).__name__}: {str(exc)[:200]}") from None
     finally:
         local.unlink(missing_ok=True)
-    return f"bucket {settings.raw['bucket']} reachable and writable"
+    return f"bucket {settings.bucket} reachable and writable"
 
 
 def _load_index(url: str) -> list[opendata.Message]:
@@ -87,8 +87,8 @@ def check_opendata_aifs(settings: Settings) -> str:
     named with the request tried."""
     from .input_state import input_dates
 
-    layout = OpenDataLayout.from_config(settings.raw)
-    info = checkpoint_info.read(settings.raw["checkpoint"])
+    layout = OpenDataLayout.from_settings(settings.opendata)
+    info = checkpoint_info.read(settings.checkpoint)
     count = 0
     problems: list[str] = []
     indices: dict[str, set[opendata.Key] | None] = {}
@@ -144,35 +144,35 @@ def check_opendata_cgan(settings: Settings) -> str:
 
 def member_scratch_bytes(settings: Settings) -> int:
     """A member's peak on scratch: its input pickle plus its 11 GRIB files."""
-    info = checkpoint_info.read(settings.raw["checkpoint"])
-    fc = settings.raw["forecast"]
+    info = checkpoint_info.read(settings.checkpoint)
+    fc = settings.forecast
     pickle_bytes = len(info.input_fields) * 2 * info.npoints * 4
-    steps = fc["lead_time"] // info.timestep_hours
-    grib_bytes = steps * len(info.output_fields) * (info.npoints * fc["bits_per_value"] // 8 + 2000)
+    steps = fc.lead_time // info.timestep_hours
+    grib_bytes = steps * len(info.output_fields) * (info.npoints * fc.bits_per_value // 8 + 2000)
     return pickle_bytes + grib_bytes
 
 
 def check_scratch(settings: Settings) -> str:
-    scratch = Path(settings.raw["scratch"])
+    scratch = Path(settings.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
-    need = member_scratch_bytes(settings) * settings.raw["window"]
+    need = member_scratch_bytes(settings) * settings.window
     free = shutil.disk_usage(scratch).free
     if free < need * 1.2:
         raise PreflightError(f"scratch {scratch}: {free / 1e9:.1f} GB free, window of "
-                             f"{settings.raw['window']} members needs {need / 1e9:.1f} GB (+20%)")
+                             f"{settings.window} members needs {need / 1e9:.1f} GB (+20%)")
     return f"scratch {scratch}: {free / 1e9:.1f} GB free for {need / 1e9:.2f} GB"
 
 
 def check_gpu(settings: Settings) -> str:
-    fc = settings.raw["forecast"]
-    if not fc["device"].startswith("cuda"):
-        return f"device {fc['device']}: no GPU needed"
+    fc = settings.forecast
+    if not fc.device.startswith("cuda"):
+        return f"device {fc.device}: no GPU needed"
     import torch
 
     found = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    want = fc["gpus"] or 1
+    want = fc.gpus or 1
     if found < want:
-        raise PreflightError(f"forecast.device is {fc['device']} but {found} GPU(s) are visible "
+        raise PreflightError(f"forecast.device is {fc.device} but {found} GPU(s) are visible "
                              f"(config wants {want})")
     return f"{found} GPU(s) visible"
 
@@ -182,23 +182,23 @@ def check_climatology(settings: Settings) -> str:
     asked), and the cycle is a quest issue date."""
     from . import quest, quest_climatology
 
-    q = settings.raw["quest"]
-    if not q["enabled"]:
+    q = settings.quest
+    if not q.enabled:
         return "quest off"
-    quest.check_issue_date(settings.cycle, q["allow_any_issue_date"])
-    if settings.raw["synthetic"]:
+    quest.check_issue_date(settings.cycle, q.allow_any_issue_date)
+    if settings.synthetic:
         return "synthetic climatology (made by the demo)"
-    if q["climatology"] == quest_climatology.AIWQ:
-        if not os.environ.get(q["password_env"]):
-            raise PreflightError(f"climatology from the quest's server needs ${q['password_env']}")
+    if q.climatology == quest_climatology.AIWQ:
+        if not os.environ.get(q.password_env):
+            raise PreflightError(f"climatology from the quest's server needs ${q.password_env}")
         return "climatology from the quest's server"
     issue = quest.issue_date(settings.cycle)
-    missing = [quest_climatology.source_url(q["climatology"], v, valid)
-               for v, _, valid in quest_climatology.needed(issue, q["variables"])
-               if storage.stat(quest_climatology.source_url(q["climatology"], v, valid)) is None]
+    missing = [quest_climatology.source_url(q.climatology, v, valid)
+               for v, _, valid in quest_climatology.needed(issue, q.variables)
+               if storage.stat(quest_climatology.source_url(q.climatology, v, valid)) is None]
     if missing:
         raise PreflightError(f"climatology files not found: {', '.join(missing)}")
-    return f"climatology: 6 files under {q['climatology']}"
+    return f"climatology: 6 files under {q.climatology}"
 
 
 CHECKS: dict[str, dict[str, Callable[[Settings], str]]] = {

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,10 +32,12 @@ def config_digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def record(config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def record(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Code version, the settings the job was handed (and their digest), what it made it from."""
     return {
         "code_version": code_version(),
-        "config_sha256_16": config_digest(config),
-        "synthetic": bool(config.get("synthetic", False)),
+        "settings": settings.config,
+        "config_sha256_16": config_digest(settings.config),
+        "synthetic": bool(settings.synthetic),
         **extra,
     }

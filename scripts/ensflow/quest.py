@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .cycle import cycle_datetime
 from .errors import EnsflowError
 from .provenance import code_version, record
 from .regrid import regrid_message, weights_for
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -337,10 +340,10 @@ def issue_date(cycle: str) -> dt.datetime:
     return cycle_datetime(cycle).replace(hour=0, minute=0)
 
 
-def provenance_attrs(cfg: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    prov = record(cfg, **extra)
+def provenance_attrs(settings: Settings, extra: dict[str, Any]) -> dict[str, Any]:
+    prov = record(settings, **extra)
     return {"ensflow_provenance": json.dumps(prov, default=str), "code_version": code_version(),
-            "synthetic": int(bool(cfg.get("synthetic")))}
+            "synthetic": int(bool(settings.synthetic))}
 
 
 def write_netcdf(da: Any, path: str | Path) -> None:

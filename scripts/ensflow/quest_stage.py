@@ -25,17 +25,17 @@ log = logging.getLogger(__name__)
 
 
 def variables(settings: Settings) -> list[quest.QuestVar]:
-    return [quest.VARIABLES[v] for v in settings.raw["quest"]["variables"]]
+    return [quest.VARIABLES[v] for v in settings.quest.variables]
 
 
 def store_from(settings: Settings) -> Any:
-    q = settings.raw["quest"]
-    return ensemble_store.open_repo(q["store"], region=settings.raw["opendata"].get("region"))
+    q = settings.quest
+    return ensemble_store.open_repo(q.store, region=settings.opendata.region)
 
 
 def layout(settings: Settings) -> ensemble_store.Layout:
     steps = quest.needed_steps(variables(settings))
-    members = np.arange(1, settings.raw["max_member"] + 1, dtype=np.int32)
+    members = np.arange(1, settings.max_member + 1, dtype=np.int32)
     arrays = tuple(
         ensemble_store.ArraySpec(v.name, ("member", "step", "latitude", "longitude"),
                                  (members.size, len(steps), quest.NLAT, quest.NLON),
@@ -49,7 +49,7 @@ def layout(settings: Settings) -> ensemble_store.Layout:
                      "longitude": {"units": "degrees_east"}},
         arrays=arrays,
         attrs={"title": "AIFS-ENS members on the AI Weather Quest 1.5° grid",
-               "synthetic": bool(settings.raw["synthetic"])},
+               "synthetic": bool(settings.synthetic)},
     )
 
 
@@ -58,7 +58,7 @@ def time_value(settings: Settings) -> int:
 
 
 def setup(settings: Settings, out: str | Path) -> None:
-    quest.check_issue_date(settings.cycle, settings.raw["quest"]["allow_any_issue_date"])
+    quest.check_issue_date(settings.cycle, settings.quest.allow_any_issue_date)
     ensemble_store.setup(store_from(settings), layout(settings), settings.cycle,
                          time_value(settings), out)
 
@@ -66,21 +66,20 @@ def setup(settings: Settings, out: str | Path) -> None:
 def member_fields_from_bucket(settings: Settings, member: int, upload_receipt: str | Path,
                               out: str | Path) -> None:
     """For cycles produced earlier: the member's GRIB windows from the bucket, regridded."""
-    cfg = settings.raw
     steps = quest.needed_steps(variables(settings))
-    windows = [(a, b) for a, b in forecast_windows(cfg["forecast"]["lead_time"],
-                                                   cfg["forecast"]["hours_per_file"])
+    windows = [(a, b) for a, b in forecast_windows(settings.forecast.lead_time,
+                                                   settings.forecast.hours_per_file)
                if any(a < s <= b for s in steps)]
     receipts.read(upload_receipt)  # the objects are in the bucket
-    scratch = Path(cfg["scratch"])
+    scratch = Path(settings.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix=f"quest_{member_id(member)}_") as tmp:
         paths = []
         for a, b in windows:
             name = forecast_filename(settings.cycle, member, a, b)
-            storage.get_file(forecast_object(cfg["bucket"], settings.cycle, name), Path(tmp) / name)
+            storage.get_file(forecast_object(settings.bucket, settings.cycle, name), Path(tmp) / name)
             paths.append(Path(tmp) / name)
-        fields = quest.from_grib_files(paths, variables(settings), cfg["quest"]["methods"])
+        fields = quest.from_grib_files(paths, variables(settings), settings.quest.methods)
     quest.save_member_fields(out, fields, steps, settings.cycle, member, "bucket")
 
 
@@ -112,9 +111,9 @@ def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str |
     requested); fewer members are published only with `quest.allow_partial`, at least
     `quest.min_members`, and the products then say so.
     """
-    q = settings.raw["quest"]
+    q = settings.quest
     requested = list(settings.members)
-    expected = q["expected_members"] or len(requested)
+    expected = q.expected_members or len(requested)
     record = ensemble_store.SetupRecord.load(setup_record)
     present: list[int] = []
 
@@ -125,17 +124,17 @@ def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str |
         if missing:
             raise ensemble_store.PublishError(
                 f"members {', '.join(map(str, missing))} have no data in the store; not publishing")
-        if len(present) < expected and not q["allow_partial"]:
+        if len(present) < expected and not q.allow_partial:
             raise ensemble_store.PublishError(
                 f"{len(present)} of {expected} members; not publishing an incomplete ensemble "
                 "(set quest.allow_partial: true to accept it)")
-        if len(present) < (q["min_members"] or 1):
+        if len(present) < (q.min_members or 1):
             raise ensemble_store.PublishError(
-                f"{len(present)} members, fewer than quest.min_members={q['min_members']}")
+                f"{len(present)} members, fewer than quest.min_members={q.min_members}")
 
     result = ensemble_store.publish(store_from(settings), record, fork_paths, check=complete)
     members = present or requested
-    receipts.write(out, {"cycle": settings.cycle, "store": q["store"], "members": members,
+    receipts.write(out, {"cycle": settings.cycle, "store": q.store, "members": members,
                          "expected_members": expected, "partial": len(members) < expected,
                          **result})
 
@@ -165,7 +164,7 @@ def synthetic_climatology(settings: Settings, published: str | Path, out_files: 
     to exercise the chain (it is near-calibrated for the demo ensemble by construction).
     """
     data, _, steps, _ = load_cycle(settings, published)
-    units = settings.raw["quest"]["climatology_units"]
+    units = settings.quest.climatology_units
     issue = quest.issue_date(settings.cycle)
     by_name = {Path(p).name: Path(p) for p in out_files}
     for var, period, valid in quest_climatology.needed(issue, [v.name for v in variables(settings)]):
@@ -184,41 +183,41 @@ def climatology_files(settings: Settings, directory: str | Path) -> list[Path]:
     """Where a cycle keeps the climatology files its products read, in the quest's names."""
     issue = quest.issue_date(settings.cycle)
     return [Path(directory) / quest_climatology.filename(v, valid)
-            for v, _, valid in quest_climatology.needed(issue, settings.raw["quest"]["variables"])]
+            for v, _, valid in quest_climatology.needed(issue, settings.quest.variables)]
 
 
 def climatology_paths(settings: Settings) -> list[str]:
     """The files' paths under the server's root (or a mirror's URL prefix)."""
     issue = quest.issue_date(settings.cycle)
     return [quest_climatology.remote_path(v, valid)
-            for v, _, valid in quest_climatology.needed(issue, settings.raw["quest"]["variables"])]
+            for v, _, valid in quest_climatology.needed(issue, settings.quest.variables)]
 
 
 def fetch_climatology(settings: Settings, out_files: list[str | Path], record: str | Path) -> None:
     """Each variable's file for each forecast week, from the quest's server (or a mirror of
     its layout), checked before anything uses it."""
-    q = settings.raw["quest"]
+    q = settings.quest
     issue = quest.issue_date(settings.cycle)
     by_name = {Path(p).name: Path(p) for p in out_files}
     checks = []
-    for var, period, valid in quest_climatology.needed(issue, q["variables"]):
+    for var, period, valid in quest_climatology.needed(issue, q.variables):
         dest = by_name[quest_climatology.filename(var, valid)]
-        quest_climatology.fetch(q["climatology"], var, valid, dest, q["password_env"])
+        quest_climatology.fetch(q.climatology, var, valid, dest, q.password_env)
         try:
-            _, info = quest_climatology.load_checked(dest, var, valid, q["climatology_units"][var])
+            _, info = quest_climatology.load_checked(dest, var, valid, q.climatology_units[var])
         except EnsflowError:
             dest.unlink(missing_ok=True)
             raise
         checks.append({"variable": var, "period": period, **info})
         log.info("climatology %s: week of %s, units %s%s", dest.name, info["valid_date"],
                  info["units"], ", reordered to 90→−90 / 0→358.5" if info["reordered"] else "")
-    receipts.write(record, {"cycle": settings.cycle, "source": q["climatology"], "files": checks})
+    receipts.write(record, {"cycle": settings.cycle, "source": q.climatology, "files": checks})
 
 
 def products(settings: Settings, published: str | Path, climatology_dir: str | Path,
              out_dir: str | Path, report_path: str | Path) -> None:
     """Six submission files (3 variables × 2 periods), each checked; a sanity report."""
-    q = settings.raw["quest"]
+    q = settings.quest
     data, members, steps, pub = load_cycle(settings, published)
     issue = quest.issue_date(settings.cycle)
     out_dir = Path(out_dir)
@@ -228,24 +227,24 @@ def products(settings: Settings, published: str | Path, climatology_dir: str | P
     for v in variables(settings):
         for p in quest.PERIODS:
             weekly = quest.weekly(data[v.name].astype(np.float64), steps, v, p)
-            weekly = quest.convert_units(weekly, v, q["climatology_units"][v.name])
+            weekly = quest.convert_units(weekly, v, q.climatology_units[v.name])
             valid = quest_climatology.week_start(issue, p)
             climatology = Path(climatology_dir) / quest_climatology.filename(v.name, valid)
             thresholds, _ = quest_climatology.load_checked(climatology, v.name, valid,
-                                                           q["climatology_units"][v.name])
+                                                           q.climatology_units[v.name])
             probs = quest.quintile_probabilities(weekly, thresholds)
             checks = quest.sanity(v, weekly, probs, len(members),
-                                  pub.get("expected_members", len(members)), q["allow_partial"])
-            attrs = quest.provenance_attrs(settings.raw, {
+                                  pub.get("expected_members", len(members)), q.allow_partial)
+            attrs = quest.provenance_attrs(settings, {
                 "cycle": settings.cycle, "members": members, "members_count": len(members),
                 "expected_members": pub.get("expected_members", len(members)),
                 "partial_ensemble": pub.get("partial", False), "store_snapshot": pub["snapshot"],
-                "store": q["store"], "climatology": climatology.name,
-                "climatology_source": q["climatology"], "window_hours": quest.window_hours(v, p),
-                "units_compared": q["climatology_units"][v.name]})
+                "store": q.store, "climatology": climatology.name,
+                "climatology_source": q.climatology, "window_hours": quest.window_hours(v, p),
+                "units_compared": q.climatology_units[v.name]})
             da = quest.submission_array(probs, v, issue, p, attrs)
             quest.offline_checks(da, v.name, issue, p)
-            name = quest.submission_name(v.name, issue, p, q["team"], q["model"])
+            name = quest.submission_name(v.name, issue, p, q.team, q.model)
             quest.write_netcdf(da, out_dir / name)
             np.save(out_dir / f".{v.name}_p{p}_mean_anomaly.npy",
                     weekly.mean(axis=0) - thresholds[1:3].mean(axis=0))
@@ -263,32 +262,32 @@ def plots(settings: Settings, out_dir: str | Path, pngs: list[str | Path]) -> No
 
     from . import maps
 
-    q = settings.raw["quest"]
+    q = settings.quest
     issue = quest.issue_date(settings.cycle)
     out_dir = Path(out_dir)
-    synthetic = " (synthetic demo data)" if settings.raw["synthetic"] else ""
+    synthetic = " (synthetic demo data)" if settings.synthetic else ""
     for png in pngs:
         png = Path(png)
         var, period = png.stem.split("_p")[0], int(png.stem.split("_p")[1][0])
         v = quest.VARIABLES[var]
-        da = xr.open_dataarray(out_dir / quest.submission_name(var, issue, period, q["team"], q["model"]))
+        da = xr.open_dataarray(out_dir / quest.submission_name(var, issue, period, q.team, q.model))
         anomaly = np.load(out_dir / f".{var}_p{period}_mean_anomaly.npy")
         first, last = quest.valid_dates(issue, period)
         fig = maps.quest_figure(
             anomaly, da.values, da["latitude"].values, da["longitude"].values,
             f"AIFS-ENS {settings.cycle}{synthetic}: {v.standard_name}, week {period} "
             f"({first:%d %b}–{last:%d %b %Y})",
-            f"{var} anomaly vs climatological median ({q['climatology_units'][var]})")
+            f"{var} anomaly vs climatological median ({q.climatology_units[var]})")
         fig.savefig(png, dpi=70)
         plt.close(fig)
 
 
 def prepare_upload(settings: Settings, files: list[str | Path], out: str | Path) -> None:
     """Check the submission is ready and credentials are present; never print them."""
-    q = settings.raw["quest"]
-    password = os.environ.get(q["password_env"])
+    q = settings.quest
+    password = os.environ.get(q.password_env)
     if not password:
-        raise EnsflowError(f"quest upload needs the password in ${q['password_env']} (not set)")
-    receipts.write(out, {"cycle": settings.cycle, "team": q["team"], "model": q["model"],
+        raise EnsflowError(f"quest upload needs the password in ${q.password_env} (not set)")
+    receipts.write(out, {"cycle": settings.cycle, "team": q.team, "model": q.model,
                          "files": [str(f) for f in files], "credentials": "present",
                          "next": "AI_WQ_package.forecast_submission.AI_WQ_forecast_submission"})

@@ -68,7 +68,7 @@ def _round(x: float | None, ndigits: int = 3) -> float | None:
 def _threads(job: Job, settings: Settings) -> int:
     """Cores a CPU job held: its rule's `threads` (cgan_batch decodes in parallel), else 1."""
     if job.rule == "cgan_batch":
-        return int(settings.raw.get("cgan", {}).get("decode_workers") or 1)
+        return settings.cgan.decode_workers
     return 1
 
 
@@ -140,21 +140,21 @@ COST_RULE = (
 
 
 def cost(record: CycleRecord, settings: Settings) -> dict[str, Any]:
-    rep = settings.raw.get("report", {})
-    fc = settings.raw["forecast"]
-    gpus_per_job = 1.0 / fc["members_per_gpu"]  # validated: an integer >= 1
+    rep = settings.report
+    fc = settings.forecast
+    gpus_per_job = 1.0 / fc.members_per_gpu  # validated: an integer >= 1
     gpu_s = sum(j.wall_seconds or 0.0 for j in record.jobs if j.rule == GPU_RULE and not j.shared)
     cpu_s = sum((j.wall_seconds or 0.0) * _threads(j, settings)
                 for j in record.jobs if j.rule != GPU_RULE and not j.shared)
     gpu_hours = gpu_s * gpus_per_job / 3600.0
     cpu_hours = cpu_s / 3600.0
-    gpu_price = float(rep.get("gpu_price_per_hour") or 0.0)
-    cpu_price = float(rep.get("cpu_price_per_hour") or 0.0)
+    gpu_price = float(rep.gpu_price_per_hour)
+    cpu_price = float(rep.cpu_price_per_hour)
     return {
-        "device": str(fc.get("device", "")), "gpus_per_forecast_job": gpus_per_job,
+        "device": fc.device, "gpus_per_forecast_job": gpus_per_job,
         "gpu_hours": gpu_hours, "cpu_core_hours": cpu_hours,
         "gpu_price_per_hour": gpu_price, "cpu_price_per_hour": cpu_price,
-        "currency": str(rep.get("currency") or ""),
+        "currency": rep.currency,
         "estimated": gpu_hours * gpu_price + cpu_hours * cpu_price, "rule": COST_RULE,
     }
 
@@ -206,7 +206,7 @@ def summarise(record: CycleRecord, settings: Settings) -> dict[str, Any]:
         "code_version": code_version(),
         "checkpoint_sha256": checkpoint.get("sha256"),
         "checkpoint": checkpoint.get("checkpoint"),
-        "synthetic": bool(settings.raw.get("synthetic", False)),
+        "synthetic": settings.synthetic,
         "snapshots": _snapshots(record),
         "quest_sanity": _sanity(record),
         "started": _stamp(min((j.started for j in cycle_jobs if j.started), default=None)),

@@ -213,10 +213,10 @@ def _stores(settings: Settings, workdir: Path, results: Path) -> list[Kept]:
         tag = f"cycle-{settings.cycle}"
         if published.is_file():
             rec = receipts.read(published)
-            store, tag = rec.get("store", settings.raw[stage]["store"]), rec.get("tag", tag)
+            store, tag = rec.get("store", getattr(settings, stage).store), rec.get("tag", tag)
             why = f"{stage} store, tag {tag}, snapshot {rec.get('snapshot', '?')}"
-        elif settings.raw[stage].get("enabled"):
-            store = settings.raw[stage]["store"]
+        elif getattr(settings, stage).enabled:
+            store = getattr(settings, stage).store
             why = f"{stage} store, tag {tag} if this cycle was published"
         else:
             continue
@@ -225,10 +225,9 @@ def _stores(settings: Settings, workdir: Path, results: Path) -> list[Kept]:
 
 
 def _demo_inputs(settings: Settings, workdir: Path, results: Path) -> list[Kept]:
-    cfg = settings.raw
-    if not cfg.get("synthetic"):
+    if not settings.synthetic:
         return []
-    root = cfg.get("opendata", {}).get("root", "")
+    root = settings.opendata.root
     dirs: set[str] = set()
     mirror = results / "demo_mirror.json"
     if mirror.is_file() and root.startswith("file://"):
@@ -238,8 +237,8 @@ def _demo_inputs(settings: Settings, workdir: Path, results: Path) -> list[Kept]
                 dirs.add(join_url(root, obj.removeprefix(base).split("/", 1)[0]))
     why = "synthetic input shared by cycles, not an output of the member chain"
     kept = [Kept(absolute_url(d, workdir), DEMO, why) for d in sorted(dirs or {root})]
-    if cfg.get("checkpoint"):
-        kept.append(Kept(str(local_path(cfg["checkpoint"], workdir)), DEMO, why))
+    if settings.checkpoint:
+        kept.append(Kept(str(local_path(settings.checkpoint, workdir)), DEMO, why))
     return kept
 
 
@@ -250,16 +249,16 @@ def plan_purge(settings: Settings, workdir: Path, storage_prefix: str | None = N
     receipts are read from there and its results, logs and benchmarks there are part of it.
     """
     workdir = Path(os.path.abspath(workdir))
-    cycle, cfg = settings.cycle, settings.raw
-    results_base = local_path(cfg["results"], workdir)
+    cycle = settings.cycle
+    results_base = local_path(settings.results, workdir)
     results = results_base / cycle
-    configured = cycle_prefix(cfg["bucket"], cycle, workdir)
+    configured = cycle_prefix(settings.bucket, cycle, workdir)
     receipt_dir = results / "receipts"
     mirror = mirror_dir(workdir, cycle)
     workflow_prefixes: list[str] = []
     if storage_prefix:
         sp = storage_prefix.rstrip("/")
-        rel_results = str(cfg["results"]).strip("/")
+        rel_results = str(settings.results).strip("/")
         workflow_prefixes = [f"{sp}/{rel_results}/{cycle}/", f"{sp}/logs/{cycle}/",
                              f"{sp}/benchmarks/{cycle}/"]
         mirror_from_storage(sp, settings, workdir)
@@ -319,7 +318,7 @@ def plan_purge(settings: Settings, workdir: Path, storage_prefix: str | None = N
     store_dirs = [p for k in stores if (p := _file_url_path(k.location))]
     bucket_dirs = [p for prefix in plan.prefixes if (p := _file_url_path(prefix.rstrip("/")))]
     roots = [results_base / cycle, workdir / "logs" / cycle, workdir / "benchmarks" / cycle,
-             local_path(cfg["scratch"], workdir) / cycle, mirror]
+             local_path(settings.scratch, workdir) / cycle, mirror]
     for root in dict.fromkeys(roots):
         if not os.path.lexists(root) or any(r in root.parents for r in plan.local_roots):
             continue
@@ -538,7 +537,7 @@ def format_result(result: PurgeResult) -> str:
 
 def main_purge(settings: Settings, workdir: Path, delete: bool, storage_prefix: str | None = None) -> int:
     """Dry-run by default; with delete, refuse a live cycle and exit 1 unless all is gone."""
-    storage.configure(storage.options_from_config(settings.raw))
+    storage.configure(storage.options_from(settings))
     plan = plan_purge(settings, workdir, storage_prefix)
     if plan.empty:
         msg = (f"cycle {plan.cycle}: nothing to purge (no receipts, no ensflow objects under "

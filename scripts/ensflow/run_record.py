@@ -304,14 +304,14 @@ RECORDS = {
 
 
 def results_dir(settings: Settings, workdir: Path) -> Path:
-    return workdir / settings.raw.get("results", "results") / settings.cycle
+    return workdir / settings.results / settings.cycle
 
 
 def load_cycle(settings: Settings, workdir: Path) -> CycleRecord:
     """Read a cycle's logs, benchmarks, receipts and records; missing pieces are just absent."""
     workdir = Path(workdir)
     results = results_dir(settings, workdir)
-    excerpt = int(settings.raw.get("report", {}).get("log_excerpt_lines", 20))
+    excerpt = settings.report.log_excerpt_lines
     jobs = read_jobs(workdir, settings.cycle, excerpt)
     receipts: list[Receipt] = []
     uploads: set[int] = set()
@@ -385,11 +385,11 @@ def mirror_from_storage(prefix: str, settings: Settings, workdir: Path) -> Path:
     """
     from . import storage
 
-    storage.ensure_configured(storage.options_from_config(settings.raw))
+    storage.ensure_configured(storage.options_from(settings))
     dest = mirror_dir(workdir, settings.cycle)
     prefix = prefix.rstrip("/")
     cycle = settings.cycle
-    results = str(settings.raw.get("results", "results")).strip("/")
+    results = settings.results.strip("/")
     for sub in (f"{LOGS}/{cycle}", f"{BENCHMARKS}/{cycle}", f"{LOGS}", f"{results}/{cycle}"):
         base = f"{prefix}/{sub}/"
         for info in storage.list_prefix(base):

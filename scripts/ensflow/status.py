@@ -75,8 +75,8 @@ class CycleStatus:
 
 def _parallelism(settings: Settings, running_forecasts: int) -> int:
     """Members that go through inference at once: those running now, or the GPU slots configured."""
-    fc = settings.raw["forecast"]
-    slots = fc["gpus"] * fc["members_per_gpu"] if fc["gpus"] else 0
+    fc = settings.forecast
+    slots = fc.gpus * fc.members_per_gpu if fc.gpus else 0
     return max(1, running_forecasts, slots)
 
 

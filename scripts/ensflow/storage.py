@@ -18,11 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import google_crc32c
 
 from .errors import StorageError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 MiB = 1024 * 1024
@@ -76,17 +79,16 @@ def ensure_configured(options: StorageOptions) -> None:
         configure(options)
 
 
-def options_from_config(config: dict[str, Any]) -> StorageOptions:
-    gcs = config.get("gcs", {})
-    od = config.get("opendata", {})
+def options_from(settings: Settings) -> StorageOptions:
+    gcs, od = settings.gcs, settings.opendata
     return StorageOptions(
-        gcs_project=gcs.get("project"),
-        gcs_credentials_file=gcs.get("credentials_file"),
-        chunk_mb=gcs.get("chunk_mb", 32),
-        parallel_uploads=gcs.get("parallel_uploads", 4),
-        retries=gcs.get("retries", 6),
-        s3_endpoint_url=od.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL"),
-        s3_region=od.get("region", "eu-central-1"),
+        gcs_project=gcs.project,
+        gcs_credentials_file=gcs.credentials_file,
+        chunk_mb=gcs.chunk_mb,
+        parallel_uploads=gcs.parallel_uploads,
+        retries=gcs.retries,
+        s3_endpoint_url=od.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
+        s3_region=od.region,
     )
 
 

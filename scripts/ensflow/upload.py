@@ -18,9 +18,8 @@ log = logging.getLogger(__name__)
 def upload_member(settings: Settings, member: int, files: list[str | Path],
                   receipt_path: str | Path, input_receipt: str | Path | None = None,
                   checkpoint_record: str | Path | None = None) -> None:
-    cfg = settings.raw
     started = time.perf_counter()
-    pairs = [(Path(f), forecast_object(cfg["bucket"], settings.cycle, Path(f).name)) for f in files]
+    pairs = [(Path(f), forecast_object(settings.bucket, settings.cycle, Path(f).name)) for f in files]
     total = sum(p.stat().st_size for p, _ in pairs)
     done: list[int] = []
 
@@ -34,7 +33,7 @@ def upload_member(settings: Settings, member: int, files: list[str | Path],
     elapsed = time.perf_counter() - started
     log.info("member %s: %.1f MB in %.1fs (%.1f MB/s)", member_id(member), total / 1e6, elapsed,
              total / 1e6 / max(elapsed, 1e-6))
-    info = checkpoint_info.read(cfg["checkpoint"])
+    info = checkpoint_info.read(settings.checkpoint)
     receipts.write(receipt_path, {
         "cycle": settings.cycle,
         "member": member,
@@ -43,8 +42,8 @@ def upload_member(settings: Settings, member: int, files: list[str | Path],
         "bytes": total,
         "seconds": round(elapsed, 3),
         "provenance": record(
-            cfg,
-            checkpoint=cfg["checkpoint"],
+            settings,
+            checkpoint=settings.checkpoint,
             checkpoint_sha256=(receipts.read(checkpoint_record)["sha256"]
                                if checkpoint_record else None),
             demo_model=info.demo_model,
