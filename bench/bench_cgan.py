@@ -180,8 +180,7 @@ def main() -> None:
               f"= {0.8 * cores * rate1:.1f} msg/s; reached {count / wall / (cores * rate1):.2f} "
               f"of cores x single-core end to end")
         if not args.skip_baseline:
-            storage.configure(storage.options_from_config(
-                load(REPO / "config/config.yaml", overrides).raw))
+            storage.configure(storage.options_from(load(REPO / "config/config.yaml", overrides)))
             base_s, n = baseline(plan, work / "results/20251127_0000/cgan/index")
             print(f"naive baseline (one request at a time, decode in-process): {n} messages, "
                   f"{base_s:.1f}s, {n / base_s:.1f} msg/s")

@@ -1,6 +1,6 @@
 """One member's chain on the demo, time per step.
 
-Runs the demo workflow for one member through plain `snakemake --profile profiles/demo` (Snakemake, a process per
+Runs the demo workflow for one member through plain `snakemake --profile profiles/demo` (a process per
 job) and, as the baseline in the same run, the same steps called in one Python process.
 The ratio is what Snakemake's orchestration (process start, imports, DAG, bookkeeping)
 costs on a chain whose steps are tiny here and minutes long in operations.
@@ -63,7 +63,7 @@ def in_process(work: Path) -> tuple[float, dict[str, float]]:
 
     settings = load("config/config.yaml", {"members": "1", "bucket": "file://bucket2",
                                            "scratch": "scratch2"})
-    storage.configure(storage.options_from_config(settings.raw))
+    storage.configure(storage.options_from(settings))
     res = Path("results2")
     pkl = Path("scratch2") / CYCLE / "member_001" / "input_state_member_001.pkl"
     gribs = [pkl.parent / forecast_filename(CYCLE, 1, a, b) for a, b in forecast_windows(792, 72)]

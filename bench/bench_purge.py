@@ -51,7 +51,7 @@ def main() -> None:
         settings = load(REPO / "config/config.yaml", {
             "members": f"1-{args.members}", "bucket": "gs://bench/cycles",
             "results": str(tmp / "results"), "scratch": str(tmp / "scratch")})
-        storage.configure(storage.options_from_config(settings.raw))
+        storage.configure(storage.options_from(settings))
         cycle = settings.cycle
         blob = tmp / "blob"
         blob.write_bytes(os.urandom(args.object_kb * 1024))
@@ -81,7 +81,7 @@ def main() -> None:
         baseline_urls = fill("gs://bench/baseline")
         stack.enter_context(proxy)
         os.environ["STORAGE_EMULATOR_HOST"] = proxy.url  # deletes and checks see the latency
-        storage.configure(storage.options_from_config(settings.raw))
+        storage.configure(storage.options_from(settings))
         print(f"{len(urls)} objects of {args.object_kb} KB per cycle on the GCS emulator, "
               f"+{args.latency_ms:.0f} ms per request", flush=True)
 

@@ -65,7 +65,7 @@ def main() -> None:
     regridders = {}
     forks = []
     for m in range(1, args.members + 1):
-        r = regridders.setdefault("r", quest.InForecastRegridder(variables, settings.raw["quest"]["methods"]))
+        r = regridders.setdefault("r", quest.InForecastRegridder(variables, settings.quest.methods))
         r.fields = {v.name: np.full((len(steps), 121, 240), np.nan, np.float32) for v in variables}
         for step in steps:
             t0 = time.perf_counter()
@@ -95,7 +95,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for msg in messages:
         var = next(v for v in variables if v.param == eccodes_short(eccodes, msg))
-        out = regrid_message(msg, quest.QUEST_GRID, quest.method_for(var, settings.raw["quest"]["methods"]))
+        out = regrid_message(msg, quest.QUEST_GRID, quest.method_for(var, settings.quest.methods))
         h = eccodes.codes_new_from_message(out)
         eccodes.codes_get_values(h)
         eccodes.codes_release(h)

@@ -17,7 +17,7 @@ def test_demo_config_is_valid():
     s = load(REPO / "config/config.yaml")
     assert s.cycle == "20251127_0000"
     assert s.members == [1, 2, 3, 4]
-    assert s["synthetic"] is True
+    assert s.synthetic is True
 
 
 def test_operational_config_differs_only_in_values():
@@ -35,17 +35,17 @@ def test_operational_config_differs_only_in_values():
     assert keys(op) == keys(d)
     s = validate(op)
     assert s.members == list(range(1, 51))
-    assert s["bucket"].startswith("gs://")
-    assert s["forecast"]["device"] == "cuda"
-    assert s["forecast"]["precision"] == "16"
-    assert s["forecast"]["num_chunks"] == 16
+    assert s.bucket.startswith("gs://")
+    assert s.forecast.device == "cuda"
+    assert s.forecast.precision == "16"
+    assert s.forecast.num_chunks == 16
 
 
 def test_iso_cycle_is_normalised_in_settings():
     cfg = demo() | {"cycle": "2025-11-27T06:00"}
     s = validate(cfg)
     assert s.cycle == "20251127_0600"
-    assert s.raw["cycle"] == "20251127_0600"
+    assert s.config["cycle"] == "20251127_0600"
 
 
 @pytest.mark.parametrize("change,key", [

@@ -98,7 +98,7 @@ def test_demo_mirror_holds_only_what_ecmwf_publishes(checkpoint, tmp_path):
     no stl1, no constants in enfo, constants in the HRES stream with no number."""
     settings = load(REPO / "config" / "config.yaml", {
         "opendata": {"root": f"file://{tmp_path}/od"}, "demo": {"perturbed_members": 1}})
-    layout = OpenDataLayout.from_config(settings.raw)
+    layout = OpenDataLayout.from_settings(settings.opendata)
     paths = demo_data.write_mirror(layout, demo.mirror_objects(settings, checkpoint), 6.0)
     cat = load_catalogue()
     seen: dict[str, set[str]] = {}
@@ -393,7 +393,7 @@ def test_tp_marked_only_by_process_accumulation_is_written_as_a_total(checkpoint
     pr = quest.VARIABLES["pr"]
     weekly_mm = quest.convert_units(quest.weekly(fields["pr"][None].astype(float), steps, pr, 1), pr, "mm")[0]
     by_hand = sum(amounts[h] for h in range(438, 601, 6))  # 6-hourly amounts in (432, 600] h, m
-    regridder = quest.QuestRegridder(settings.raw["quest"]["methods"])
+    regridder = quest.QuestRegridder(settings.quest.methods)
     from ensflow.grib_encode import ENSEMBLE_SIZE, GribEncoder
 
     enc = GribEncoder(checkpoint.grid, CYCLE, 3, ENSEMBLE_SIZE, 16)

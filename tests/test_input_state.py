@@ -35,7 +35,7 @@ def mirror(tmp_path_factory):
     settings = load(REPO / "config" / "config.yaml", {
         "opendata": {"root": f"file://{root}/opendata"}, "cgan": {"enabled": False},
         "demo": {"perturbed_members": 2}})
-    layout = OpenDataLayout.from_config(settings.raw)
+    layout = OpenDataLayout.from_settings(settings.opendata)
     demo_data.write_mirror(layout, demo.mirror_objects(settings, info), 4.0)
     return info, layout
 

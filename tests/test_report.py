@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ensflow import report, run_record, status
+from ensflow import logs, report, run_record, status
 from ensflow.config import Settings, load
 from ensflow.errors import EnsflowError
 
@@ -51,6 +51,22 @@ def write_log(path: Path, name: str, start: dt.datetime, end: str | None, second
     elif end is not None:
         lines.append(stamp(t_end, "ERROR", "ensflow.step", f"FAILED {name} after {seconds:.1f}s{end}"))
     path.write_text("\n".join([*lines, *(after or [])]) + "\n")
+    # and the structured record the job keeps beside its log (what status and report read)
+    rule, *rest = name.split()
+    wildcards = {"cycle": CYCLE}
+    if len(rest) == 2:
+        wildcards[rest[0]] = rest[1]
+    elif rest:
+        wildcards["stage" if rule == "preflight" else "batch"] = rest[0]
+    status = "running" if end is None else "done" if end == "done" else "failed"
+    error = None if status != "failed" else (end.removeprefix(": ") or (after or [""])[-1])
+    logs.write_record(path.with_suffix(".json"), {
+        "rule": rule, "wildcards": wildcards, "threads": 2 if rule == "cgan_batch" else 1,
+        "name": name, "status": status, "started": start.isoformat(timespec="milliseconds"),
+        "ended": None if end is None else t_end.isoformat(timespec="milliseconds"),
+        "seconds": None if end is None else seconds, "error": error,
+        # a running job's heartbeat came with its last log line
+        "last_seen": (start + dt.timedelta(seconds=len(extra or []))).isoformat()})
 
 
 def write_bench(path: Path, seconds: float) -> None:
@@ -223,7 +239,7 @@ def test_status_parallelism_from_gpu_slots_and_no_live_run(tree):
 
 def test_eta_counts_members_still_to_infer(tree):
     """Member 4 fixed and waiting again: one more inference ahead of the last upload."""
-    (tree / "logs" / CYCLE / "fetch_input" / "member_004.log").unlink()
+    (tree / "logs" / CYCLE / "fetch_input" / "member_004.json").unlink()
     st = status.cycle_status(settings(), tree, now=NOW, live_pids=[4242])
     assert st.to_infer == 1 and st.failed_members == []
     assert st.eta_s == pytest.approx((150.0 + 90.0) / 1 + 30.0)
@@ -233,7 +249,7 @@ def test_eta_unknown_until_a_forecast_finished(tree):
     for p in (tree / "results" / CYCLE / "receipts").glob("forecast_member_*.json"):
         p.unlink()
     for m in CHAINS:
-        (tree / "logs" / CYCLE / "forecast" / f"member_{m:03d}.log").unlink()
+        (tree / "logs" / CYCLE / "forecast" / f"member_{m:03d}.json").unlink()
     st = status.cycle_status(settings(), tree, now=NOW, live_pids=[])
     assert st.done == 0 and st.eta_s is None
     assert "ETA unknown" in status.format_status(st)
@@ -249,7 +265,7 @@ def test_write_run_report_never_raises(tmp_path, caplog):
     assert report.write_run_report(settings(), tmp_path / "missing") is None
     assert report.write_run_report(settings(), tmp_path) is None  # empty tree
     (tmp_path / "logs" / CYCLE).mkdir(parents=True)
-    (tmp_path / "logs" / CYCLE / "empty.log").write_text("")
+    logs.write_record(tmp_path / "logs" / CYCLE / "empty.json", {"rule": "empty", "status": "done"})
     (tmp_path / "results").write_text("not a directory")  # the report cannot be written
     with caplog.at_level(logging.WARNING, logger="ensflow.report"):
         assert report.write_run_report(settings(), tmp_path) is None

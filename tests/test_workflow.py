@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import BIN, DEMO_PROFILE, copy_workflow, run_demo, run_env, snakemake
 
 from ensflow import storage
@@ -117,7 +118,7 @@ def test_quest_fields_from_bucket_equal_in_forecast_regrid(gcs_run, monkeypatch,
     monkeypatch.chdir(work)
     settings = load("config/config.yaml", {"bucket": "gs://ensflow-test/demo",
                                            "scratch": str(tmp_path / "scratch")})
-    storage.configure(storage.options_from_config(settings.raw))
+    storage.configure(storage.options_from(settings))
     out = tmp_path / "member_002.bucket.npz"
     quest_stage.member_fields_from_bucket(
         settings, 2, f"results/{CYCLE}/receipts/forecast_member_002.json", out)
@@ -337,12 +338,53 @@ def parse_dry_run(text: str) -> list[dict]:
         if m:
             job = {"rule": m.group(1), "input": [], "output": [], "wildcards": {}}
             jobs.append(job)
-        elif job is not None and (m := re.match(r"^\s+(input|output|wildcards): (.*)$", line)):
-            if m.group(1) == "wildcards":
+        elif job is not None and (m := re.match(r"^\s+(input|output|wildcards|reason): (.*)$", line)):
+            if m.group(1) == "reason":
+                job["reason"] = m.group(2)
+            elif m.group(1) == "wildcards":
                 job["wildcards"] = dict(kv.split("=", 1) for kv in m.group(2).split(", "))
             else:
                 job[m.group(1)] = [p.strip() for p in m.group(2).split(", ")]
     return jobs
+
+
+# What a changed setting re-runs, as `snakemake -n` tells it on the finished demo cycle:
+# the rules whose params changed, and every job that then runs.
+QUEST_AFTER_FORECAST = {"quest_member", "quest_publish", "demo_climatology", "quest_climatology",
+                        "quest_products", "quest_maps"}
+SETTING_CHANGES = [
+    ({}, set(), set()),
+    ({"cgan": {"ddof": 1}}, {"cgan_netcdf"}, {"cgan_netcdf"}),
+    ({"cgan": {"output_grid": "cgan_0p1"}}, {"cgan_netcdf"}, {"cgan_netcdf"}),
+    # GRIBs are temp(): the upload receipt carries the forecast's settings, so the chain
+    # from the scratch copy of the input on is redone; nothing is downloaded again
+    ({"forecast": {"bits_per_value": 24}}, {"forecast", "preflight"},
+     {"preflight", "fetch_input", "forecast", "upload"} | QUEST_AFTER_FORECAST),
+    ({"quest": {"allow_partial": True}}, {"quest_publish", "quest_products"},
+     {"quest_publish", "demo_climatology", "quest_climatology", "quest_products", "quest_maps"}),
+    ({"checkpoint": "demo/checkpoint/other.ckpt"}, None,
+     {"demo_checkpoint", "checkpoint_record", "demo_mirror", "preflight", "prepare_input",
+      "fetch_input", "forecast", "upload", "cgan_index", "cgan_setup", "cgan_batch",
+      "cgan_publish", "cgan_netcdf"} | QUEST_AFTER_FORECAST | {"quest_setup"}),
+]
+
+
+@pytest.mark.parametrize("change,params_changed,reruns", SETTING_CHANGES,
+                         ids=["nothing", "cgan.ddof", "cgan.output_grid", "forecast.bits_per_value",
+                              "quest.allow_partial", "checkpoint"])
+def test_a_changed_setting_reruns_exactly_what_uses_it(gcs_run, change, params_changed, reruns):
+    work, _, env = gcs_run
+    (work / "change.yaml").write_text(yaml.safe_dump(change))
+    result = snakemake(work, *DEMO_PROFILE, "-n", "--config", "bucket=gs://ensflow-test/demo",
+                       "--configfile", "config/config.yaml", "change.yaml", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [j for j in parse_dry_run(result.stdout + result.stderr) if j["rule"] != "all"]
+    assert {j["rule"] for j in jobs} == reruns
+    if params_changed is not None:
+        assert {j["rule"] for j in jobs if "Params have changed" in j.get("reason", "")} \
+            == params_changed
+    if not reruns:
+        assert "Nothing to be done" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("profile", ["profiles/demo", "profiles/gpu"])

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from .errors import EnsflowError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+HEARTBEAT_S = 10.0
 
 
 def setup(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
@@ -73,9 +75,21 @@ def step(name: str, log_file: str | Path | None = None, record_file: str | Path 
                               "pid": os.getpid(), "host": socket.gethostname()}
     write_record(record_file, record)
     log.info("start %s", name)
+    # While the job runs its record says when it was last alive, so a job killed with its
+    # run shows how far it got (status, report), also from a copy of the tree.
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            record["last_seen"] = _now()
+            write_record(record_file, record)
+
+    if record_file is not None:
+        threading.Thread(target=heartbeat, daemon=True).start()
 
     def end(status: str, error: str | None = None) -> None:
-        record.update(status=status, ended=_now(), error=error,
+        stop.set()
+        record.update(status=status, ended=_now(), error=error, last_seen=_now(),
                       seconds=round(time.perf_counter() - started, 3))
         write_record(record_file, record)
 

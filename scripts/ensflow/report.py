@@ -65,13 +65,6 @@ def _round(x: float | None, ndigits: int = 3) -> float | None:
     return None if x is None else round(x, ndigits)
 
 
-def _threads(job: Job, settings: Settings) -> int:
-    """Cores a CPU job held: its rule's `threads` (cgan_batch decodes in parallel), else 1."""
-    if job.rule == "cgan_batch":
-        return settings.cgan.decode_workers
-    return 1
-
-
 def job_row(job: Job, workdir: Path) -> dict[str, Any]:
     log_path = shown_path(job.log, workdir)
     b = job.benchmark
@@ -134,7 +127,7 @@ def bytes_moved(record: CycleRecord) -> dict[str, Any]:
 COST_RULE = (
     "GPU-hours: wall seconds of every forecast job (benchmark time where recorded, else the "
     "log's) x GPUs per job (1 / forecast.members_per_gpu) / 3600. CPU core-hours: wall seconds "
-    "x threads (1; cgan_batch: cgan.decode_workers) of every other job of this cycle / 3600. "
+    "x the cores Snakemake gave every other job of this cycle / 3600. "
     "Jobs logged outside logs/<cycle>/ (the demo checkpoint) are listed, not costed."
 )
 
@@ -144,7 +137,7 @@ def cost(record: CycleRecord, settings: Settings) -> dict[str, Any]:
     fc = settings.forecast
     gpus_per_job = 1.0 / fc.members_per_gpu  # validated: an integer >= 1
     gpu_s = sum(j.wall_seconds or 0.0 for j in record.jobs if j.rule == GPU_RULE and not j.shared)
-    cpu_s = sum((j.wall_seconds or 0.0) * _threads(j, settings)
+    cpu_s = sum((j.wall_seconds or 0.0) * j.threads
                 for j in record.jobs if j.rule != GPU_RULE and not j.shared)
     gpu_hours = gpu_s * gpus_per_job / 3600.0
     cpu_hours = cpu_s / 3600.0

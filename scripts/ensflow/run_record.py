@@ -1,9 +1,10 @@
 """A cycle's run as typed records, read back from what its jobs leave behind.
 
-Every job writes a log through `ensflow.logs` (start, then done or FAILED), some rules a
-Snakemake benchmark, uploads a receipt. Reading those files, rather than Snakemake's own
-state, lets the report and `ensflow status` work during a run, after a crash and on a
-copy of the tree, without importing Snakemake.
+Every job writes a structured record beside its log (`ensflow.logs.step`: rule, wildcards,
+cores and resources Snakemake gave it, status, start, end, error), some rules a Snakemake
+benchmark, uploads a receipt. Reading those files, rather than Snakemake's own state, lets
+the report and `ensflow status` work during a run, after a crash and on a copy of the tree,
+without importing Snakemake. Nothing here parses log text.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -27,15 +27,8 @@ GPU_RULE = "forecast"
 
 JobStatus = Literal["done", "failed", "running", "unknown"]
 
-_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ([A-Z]+) ([\w.]+): (.*)$")
-_START = re.compile(r"^start (.+)$")
-_DONE = re.compile(r"^done (.+) in ([\d.]+)s$")
-_FAILED = re.compile(r"^FAILED (.+) after ([\d.]+)s(?:: (.*))?$")
-_MEMBER = re.compile(r"^member_(\d+)$")
-_STEP_LOGGER = "ensflow.step"
-# A log is read from both ends only: inference logs grow with lead time and members.
-_HEAD_BYTES = 8192
-_TAIL_BYTES = 256 * 1024
+# A failed job's excerpt: the end of its log, read from the tail only.
+_TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,6 +59,7 @@ class Job:
     error: str | None = None
     excerpt: list[str] = field(default_factory=list)
     shared: bool = False  # a log outside logs/<cycle>/ (the demo checkpoint): not this cycle's alone
+    threads: int = 1
 
     @property
     def name(self) -> str:
@@ -117,77 +111,41 @@ class CycleRecord:
         return self._by_member.get((rule, member))
 
 
-def _read_ends(path: Path) -> tuple[str, str]:
-    """The head and the tail of a file as text (the whole file when small)."""
-    with open(path, "rb") as f:
-        head = f.read(_HEAD_BYTES)
-        size = f.seek(0, 2)
-        if size <= _HEAD_BYTES + _TAIL_BYTES:
-            f.seek(0)
-            whole = f.read().decode(errors="replace")
-            return whole, whole
-        f.seek(size - _TAIL_BYTES)
-        tail = f.read().decode(errors="replace")
-    return head.decode(errors="replace"), tail.split("\n", 1)[-1]
+def _tail_lines(path: Path, n: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - _TAIL_BYTES))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+    return lines[-n:] if size <= _TAIL_BYTES else lines[1:][-n:]
 
 
-def _when(date: str, millis: str) -> dt.datetime:
-    return dt.datetime.strptime(date, "%Y-%m-%d %H:%M:%S").replace(microsecond=int(millis) * 1000)
+def _when(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
 
 
-def _error_line(message: str | None, tail_lines: list[str], failed_at: int) -> str:
-    """The one-line reason: the FAILED message, else the exception line of the traceback."""
-    if message:
-        return message.strip()
-    for line in reversed(tail_lines[failed_at + 1:]):
-        if line.strip() and not line.startswith((" ", "\t")):
-            return line.strip()
-    return "failed (no message)"
-
-
-def read_log(path: Path, rule: str | None = None, label: str | None = None, excerpt_lines: int = 20,
-             shared: bool = False) -> Job:
-    """A job record from its log: status from the last done/FAILED line of ensflow.step.
-
-    Without `rule`, the start line names it: `start preflight aifs` is rule preflight, label aifs.
-    """
-    head, tail = _read_ends(path)
-    started = ended = last_stamp = None
-    step_name: str | None = None
-    for line in head.splitlines():
-        m = _LINE.match(line)
-        if m and m.group(4) == _STEP_LOGGER and (s := _START.match(m.group(5))):
-            started, step_name = _when(m.group(1), m.group(2)), s.group(1)
-            break
-    lines = tail.splitlines()
-    status: JobStatus = "running" if started else "unknown"
-    seconds: float | None = None
-    error: str | None = None
-    for i in range(len(lines) - 1, -1, -1):
-        m = _LINE.match(lines[i])
-        if not m:
-            continue
-        when = _when(m.group(1), m.group(2))
-        last_stamp = last_stamp or when
-        if m.group(4) != _STEP_LOGGER:
-            continue
-        if d := _DONE.match(m.group(5)):
-            status, seconds, ended = "done", float(d.group(2)), when
-        elif f := _FAILED.match(m.group(5)):
-            status, seconds, ended = "failed", float(f.group(2)), when
-            error = _error_line(f.group(3), lines, i)
-        elif not _START.match(m.group(5)):
-            continue
-        break  # the last start, done or FAILED line decides
-    if status == "running" and started and last_stamp:
-        seconds = max(0.0, (last_stamp - started).total_seconds())
-    if rule is None:
-        words = (step_name or path.stem).split()
-        rule, label = words[0], " ".join(words[1:]) or None
-    member = int(mm.group(1)) if label and (mm := _MEMBER.match(label)) else None
-    excerpt = lines[-excerpt_lines:] if status in ("failed", "unknown") else []
-    return Job(rule=rule, label=label, member=member, status=status, started=started, ended=ended,
-               seconds=seconds, log=path, error=error, excerpt=excerpt, shared=shared)
+def read_record(path: Path, excerpt_lines: int = 20, shared: bool = False) -> Job | None:
+    """A job from the record its job wrote (`logs/<cycle>/<rule>/<label>.json`)."""
+    data = _load_json(path)
+    if data is None or "rule" not in data:
+        return None
+    wildcards = {k: v for k, v in (data.get("wildcards") or {}).items() if k != "cycle"}
+    label = "_".join(f"{k}_{v}" if k in ("member", "step", "batch") else v
+                     for k, v in wildcards.items()) or None
+    member = int(wildcards["member"]) if "member" in wildcards else None
+    started, ended = _when(data.get("started")), _when(data.get("ended"))
+    status: JobStatus = data.get("status") if data.get("status") in ("done", "failed", "running") \
+        else "unknown"
+    seconds = data.get("seconds")
+    log_path = path.with_suffix(".log")
+    if status == "running" and started:  # still going, or killed: its last heartbeat
+        seconds = max(0.0, ((_when(data.get("last_seen")) or started) - started).total_seconds())
+    excerpt = _tail_lines(log_path, excerpt_lines) if status == "failed" else []
+    return Job(rule=data["rule"], label=label, member=member, status=status, started=started,
+               ended=ended, seconds=seconds, log=log_path, error=data.get("error"),
+               excerpt=excerpt, shared=shared, threads=int(data.get("threads") or 1))
 
 
 def _number(text: str) -> float | None:
@@ -223,22 +181,13 @@ def shown_path(path: Path, workdir: Path) -> str:
         return str(path)
 
 
-def _job_from(path: Path, logs_dir: Path, benchmarks_dir: Path, excerpt_lines: int,
+def _job_from(path: Path, records_dir: Path, benchmarks_dir: Path, excerpt_lines: int,
               shared: bool) -> Job | None:
-    """logs/<cycle>/<rule>/<label>.log, or logs/<cycle>/<rule>[_<wildcard>].log, and its benchmark."""
-    rel = path.relative_to(logs_dir)
-    if len(rel.parts) > 2:
+    """A job's record and, where its rule has one, its benchmark (same relative path)."""
+    job = read_record(path, excerpt_lines, shared)
+    if job is None:
         return None
-    try:
-        if len(rel.parts) == 1:
-            job = read_log(path, None, None, excerpt_lines, shared)
-            if job.rule != path.stem and "_".join(job.name.split()) != path.stem:
-                job = replace(job, rule=path.stem, label=None)  # a start line naming something else
-        else:
-            job = read_log(path, rel.parts[0], path.stem, excerpt_lines, shared)
-    except OSError:  # removed or unreadable while we looked: no record rather than no report
-        return None
-    bench = benchmarks_dir / rel.with_suffix(".tsv")
+    bench = benchmarks_dir / path.relative_to(records_dir).with_suffix(".tsv")
     if bench.is_file() and not _older_than(bench, job.started):
         job = replace(job, benchmark=read_benchmark(bench))
     return job
@@ -253,19 +202,17 @@ def _older_than(path: Path, started: dt.datetime | None) -> bool:
 
 
 def read_jobs(workdir: Path, cycle: str, excerpt_lines: int = 20) -> list[Job]:
-    """Every job with a log for this cycle, plus cycle-less ones (logs/*.log), sorted by start."""
+    """Every job with a record for this cycle, plus cycle-less ones (logs/*.json), by start."""
     logs = workdir / LOGS
     jobs: list[Job] = []
     cycle_logs = logs / cycle
     if cycle_logs.is_dir():
-        for path in sorted(cycle_logs.rglob("*.log")):
-            job = _job_from(path, cycle_logs, workdir / BENCHMARKS / cycle, excerpt_lines, False)
-            if job:
+        for path in sorted(cycle_logs.rglob("*.json")):
+            if job := _job_from(path, cycle_logs, workdir / BENCHMARKS / cycle, excerpt_lines, False):
                 jobs.append(job)
     if logs.is_dir():
-        for path in sorted(logs.glob("*.log")):
-            job = _job_from(path, logs, workdir / BENCHMARKS, excerpt_lines, True)
-            if job:
+        for path in sorted(logs.glob("*.json")):
+            if job := _job_from(path, logs, workdir / BENCHMARKS, excerpt_lines, True):
                 jobs.append(job)
     far = dt.datetime.max
     jobs.sort(key=lambda j: (j.started or far, j.rule, j.label or ""))
@@ -325,9 +272,10 @@ def load_cycle(settings: Settings, workdir: Path) -> CycleRecord:
                 data = _load_json(path)
                 if data is None:
                     continue
-                receipts.append(_receipt(kind, path, data))
-                if m := re.search(r"member_(\d+)$", path.stem):
-                    found.add(int(m.group(1)))
+                receipt = _receipt(kind, path, data)
+                receipts.append(receipt)
+                if receipt.member is not None:
+                    found.add(receipt.member)
     records = {key: data for key, rel in RECORDS.items() if (data := _load_json(results / rel))}
     return CycleRecord(cycle=settings.cycle, workdir=workdir, results=results,
                        members=list(settings.members), jobs=jobs, receipts=receipts,
