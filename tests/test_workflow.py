@@ -360,12 +360,12 @@ SETTING_CHANGES = [
     # from the scratch copy of the input on is redone; nothing is downloaded again
     ({"forecast": {"bits_per_value": 24}}, {"forecast", "preflight"},
      {"preflight", "fetch_input", "forecast", "upload"} | QUEST_AFTER_FORECAST),
-    ({"quest": {"allow_partial": True}}, {"quest_publish", "quest_products"},
+    ({"quest": {"allow_partial": True}}, {"quest_publish"},
      {"quest_publish", "demo_climatology", "quest_climatology", "quest_products", "quest_maps"}),
     ({"checkpoint": "demo/checkpoint/other.ckpt"}, None,
      {"demo_checkpoint", "checkpoint_record", "demo_mirror", "preflight", "prepare_input",
       "fetch_input", "forecast", "upload", "cgan_index", "cgan_setup", "cgan_batch",
-      "cgan_publish", "cgan_netcdf"} | QUEST_AFTER_FORECAST | {"quest_setup"}),
+      "cgan_publish", "cgan_netcdf"} | QUEST_AFTER_FORECAST),
 ]
 
 
@@ -436,7 +436,8 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path, profile):
             assert parents(j) == {("forecast", m), ("prepare_input", m), ("checkpoint_record", None)}
         elif j["rule"] == "all":
             assert parents(j) == {("upload", f"{k:03d}") for k in range(1, 51)} | {
-                ("cgan_netcdf", None), ("quest_products", None), ("quest_maps", None)}
+                ("cgan_netcdf", None), ("quest_products", None), ("quest_maps", None),
+                ("preflight", None)}  # re-checked when its params change (preflight_gate)
         elif j["rule"] == "cgan_batch":
             assert parents(j) == {("cgan_index", None), ("cgan_setup", None)}
             assert len(j["input"]) == 10  # 9 step indices + setup
