@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import socket
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import receipts
 from .errors import EnsflowError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -46,13 +46,8 @@ def finish(code: int) -> None:
 
 def write_record(path: str | Path | None, record: dict[str, Any]) -> None:
     """The job's structured record (status, times, error, cores): what status and report read."""
-    if path is None:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, path)
+    if path is not None:
+        receipts.write(path, record)  # whole or absent, as a receipt
 
 
 def _now() -> str:
@@ -89,7 +84,8 @@ def step(name: str, log_file: str | Path | None = None, record_file: str | Path 
 
     def end(status: str, error: str | None = None) -> None:
         stop.set()
-        record.update(status=status, ended=_now(), error=error, last_seen=_now(),
+        now = _now()
+        record.update(status=status, ended=now, error=error, last_seen=now,
                       seconds=round(time.perf_counter() - started, 3))
         write_record(record_file, record)
 

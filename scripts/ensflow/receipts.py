@@ -27,6 +27,15 @@ def read(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def read_if_any(path: str | Path) -> dict[str, Any] | None:
+    """A JSON object, or None when the file is missing, unreadable, partial or not an object."""
+    try:
+        value = read(path)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def objects(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The bucket objects a receipt stands for: an upload receipt lists them ("objects"),
     an input receipt names one ("object", "size")."""

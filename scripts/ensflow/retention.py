@@ -208,15 +208,15 @@ def _walk(root: Path, skip: list[Path]) -> tuple[list[tuple[Path, int]], list[Pa
 
 def _stores(settings: Settings, workdir: Path, results: Path) -> list[Kept]:
     kept = []
-    for stage in ("cgan", "quest"):
+    for stage, section in (("cgan", settings.cgan), ("quest", settings.quest)):
         published = results / stage / "published.json"
         tag = f"cycle-{settings.cycle}"
         if published.is_file():
             rec = receipts.read(published)
-            store, tag = rec.get("store", getattr(settings, stage).store), rec.get("tag", tag)
+            store, tag = rec.get("store", section.store), rec.get("tag", tag)
             why = f"{stage} store, tag {tag}, snapshot {rec.get('snapshot', '?')}"
-        elif getattr(settings, stage).enabled:
-            store = getattr(settings, stage).store
+        elif section.enabled:
+            store = section.store
             why = f"{stage} store, tag {tag} if this cycle was published"
         else:
             continue

@@ -10,7 +10,6 @@ without importing Snakemake. Nothing here parses log text.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -128,7 +127,7 @@ def _when(text: str | None) -> dt.datetime | None:
 
 def read_record(path: Path, excerpt_lines: int = 20, shared: bool = False) -> Job | None:
     """A job from the record its job wrote (`logs/<cycle>/<rule>/<label>.json`)."""
-    data = _load_json(path)
+    data = receipts.read_if_any(path)
     if data is None or "rule" not in data:
         return None
     wildcards = {k: v for k, v in (data.get("wildcards") or {}).items() if k != "cycle"}
@@ -219,14 +218,6 @@ def read_jobs(workdir: Path, cycle: str, excerpt_lines: int = 20) -> list[Job]:
     return jobs
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _receipt(kind: Literal["input", "forecast"], path: Path, data: dict[str, Any]) -> Receipt:
     """Bytes sent and bytes already there; a receipt naming no object counts its "bytes"."""
     uploaded = skipped = 0
@@ -260,7 +251,7 @@ def load_cycle(settings: Settings, workdir: Path) -> CycleRecord:
     results = results_dir(settings, workdir)
     excerpt = settings.report.log_excerpt_lines
     jobs = read_jobs(workdir, settings.cycle, excerpt)
-    receipts: list[Receipt] = []
+    found_receipts: list[Receipt] = []
     uploads: set[int] = set()
     inputs: set[int] = set()
     receipt_dir = results / "receipts"
@@ -269,16 +260,17 @@ def load_cycle(settings: Settings, workdir: Path) -> CycleRecord:
             ("input", inputs), ("forecast", uploads))
         for kind, found in kinds:
             for path in sorted(receipt_dir.glob(f"{kind}_member_*.json")):
-                data = _load_json(path)
+                data = receipts.read_if_any(path)
                 if data is None:
                     continue
                 receipt = _receipt(kind, path, data)
-                receipts.append(receipt)
+                found_receipts.append(receipt)
                 if receipt.member is not None:
                     found.add(receipt.member)
-    records = {key: data for key, rel in RECORDS.items() if (data := _load_json(results / rel))}
+    records = {key: data for key, rel in RECORDS.items()
+               if (data := receipts.read_if_any(results / rel))}
     return CycleRecord(cycle=settings.cycle, workdir=workdir, results=results,
-                       members=list(settings.members), jobs=jobs, receipts=receipts,
+                       members=list(settings.members), jobs=jobs, receipts=found_receipts,
                        upload_receipts=uploads, input_receipts=inputs, records=records)
 
 

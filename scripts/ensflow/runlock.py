@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from . import receipts
 from .errors import EnsflowError
 
 LOCK_FILE = Path(".snakemake") / "ensflow-run.lock"
@@ -63,14 +64,6 @@ def _try_flock(f: IO[str], attempts: int) -> bool:
     return False
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text() or "null")
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def claim(workdir: Path, cycle: str) -> RunLock:
     """Take the directory's run lock for the life of this process, or say who has it."""
     path = Path(workdir) / LOCK_FILE
@@ -78,7 +71,7 @@ def claim(workdir: Path, cycle: str) -> RunLock:
     f = open(path, "a+")  # noqa: SIM115 (held for the life of the run)
     if not _try_flock(f, attempts=5):
         f.close()
-        return RunLock(path, None, _read(path))
+        return RunLock(path, None, receipts.read_if_any(path))
     f.seek(0)
     f.truncate()
     json.dump({"pid": os.getpid(), "cycle": cycle,
@@ -102,7 +95,7 @@ def holder(workdir: Path) -> dict[str, Any] | None:
         try:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _read(path) or {"pid": "unknown"}
+            return receipts.read_if_any(path) or {"pid": "unknown"}
         fcntl.flock(f, fcntl.LOCK_UN)
     return None
 
