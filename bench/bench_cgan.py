@@ -33,7 +33,7 @@ def make_mirror(root: Path, plan, bucket: str, s3) -> int:
     import eccodes
     from ecmwf.opendata.grib import grib_index
 
-    from ensflow import demo_data
+    from ensflow.demo import data as demo_data
 
     lats, lons = demo_data.grid_coordinates(0.25)
     count = 0
@@ -66,7 +66,8 @@ def make_mirror(root: Path, plan, bucket: str, s3) -> int:
 
 
 def single_core_decode_rate(root: Path, plan, n: int = 150) -> float:
-    from ensflow import cgan, opendata
+    from ensflow.adapters import opendata
+    from ensflow.stages import cgan
 
     (url,) = plan.objects(plan.steps[0])
     msgs = opendata.load_index(f"file://{root}/" + url.removeprefix(plan.layout.root + "/"))[:n]
@@ -79,7 +80,9 @@ def single_core_decode_rate(root: Path, plan, n: int = 150) -> float:
 
 def baseline(plan, index_dir: Path) -> tuple[float, int]:
     """Naive: one range request at a time, decode in this process."""
-    from ensflow import cgan, receipts, storage
+    from ensflow import receipts
+    from ensflow.adapters import storage
+    from ensflow.stages import cgan
 
     t0 = time.perf_counter()
     n = 0
@@ -120,9 +123,9 @@ def main() -> None:
     import yaml
     from conftest import BIN, copy_workflow, free_port, wait_for_port
 
-    from ensflow import storage
-    from ensflow.cgan import plan_from
+    from ensflow.adapters import storage
     from ensflow.config import load
+    from ensflow.science.cgan_plan import plan_from
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"

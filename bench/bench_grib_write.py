@@ -18,8 +18,8 @@ import eccodes
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from ensflow.checkpoint_info import FieldSpec
-from ensflow.grib_encode import GribEncoder, packed_grid_template
+from ensflow.adapters.checkpoint_info import FieldSpec
+from ensflow.adapters.grib_encode import GribEncoder, packed_grid_template
 
 FIELDS_PER_MEMBER = 132 * 100
 

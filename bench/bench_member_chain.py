@@ -54,12 +54,12 @@ def in_process(work: Path) -> tuple[float, dict[str, float]]:
     import os
 
     os.chdir(work)
-    from ensflow import storage
+    from ensflow.adapters import storage
     from ensflow.config import load
-    from ensflow.forecast import run_member
-    from ensflow.inputs import fetch_input, prepare_input
-    from ensflow.naming import forecast_filename, forecast_windows
-    from ensflow.upload import upload_member
+    from ensflow.layout import forecast_filename, forecast_windows
+    from ensflow.stages.forecast import run_member
+    from ensflow.stages.inputs import fetch_input, prepare_input
+    from ensflow.stages.upload import upload_member
 
     settings = load("config/config.yaml", {"members": "1", "bucket": "file://bucket2",
                                            "scratch": "scratch2"})

@@ -33,9 +33,11 @@ def main() -> None:
 
     from conftest import FaultProxy, free_port, wait_for_port
 
-    from ensflow import receipts, retention, storage
+    from ensflow import receipts
+    from ensflow.adapters import storage
     from ensflow.config import load
-    from ensflow.naming import forecast_filename, forecast_windows, input_filename
+    from ensflow.layout import forecast_filename, forecast_windows, input_filename
+    from ensflow.ops import retention
 
     port = free_port()
     emulator = subprocess.Popen(

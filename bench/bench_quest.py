@@ -27,11 +27,12 @@ def main() -> None:
     import eccodes
     import xarray as xr
 
-    from ensflow import quest, quest_stage
-    from ensflow.checkpoint_info import FieldSpec
+    from ensflow.adapters.checkpoint_info import FieldSpec
+    from ensflow.adapters.grib_encode import GribEncoder
     from ensflow.config import load
-    from ensflow.demo_model import grid_coordinates
-    from ensflow.grib_encode import GribEncoder
+    from ensflow.demo.model import grid_coordinates
+    from ensflow.science import quest
+    from ensflow.stages import quest_stage
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_quest_"))
     settings = load(REPO / "config/config.yaml", {
@@ -88,7 +89,7 @@ def main() -> None:
     assert len(files) == 6 and all(xr.open_dataarray(f).shape == (5, 121, 240) for f in files)
 
     # ---- baseline: mir GRIB-to-GRIB, one field at a time (one member's fields)
-    from ensflow.regrid import regrid_message
+    from ensflow.adapters.regrid import regrid_message
 
     messages = [encoder.encode(specs[v.param], s, field(v.param, 1, s))
                 for v in variables for s in quest.needed_steps([v])]

@@ -1,8 +1,8 @@
 # Names shared by every stage: paths, wildcards, helpers.
-from ensflow.cgan import netcdf_name, plan_from
+from ensflow.stages.cgan import netcdf_name, plan_from
 from ensflow.cycle import member_id
-from ensflow.naming import forecast_windows, join_url, window_tag
-from ensflow.quest_stage import climatology_files, climatology_paths
+from ensflow.layout import forecast_windows, join_url, window_tag
+from ensflow.stages.quest_stage import climatology_files, climatology_paths
 
 CYCLE = SETTINGS.cycle
 MEMBERS = [member_id(m) for m in SETTINGS.members]
@@ -117,8 +117,8 @@ if QUEST_ON and config["quest"]["source"] == "forecast":
 
 
 # Run hooks (Snakefile): the active-cycle marker and the run report.
-from ensflow.report import write_run_report
-from ensflow import runlock
+from ensflow.ops.report import write_run_report
+from ensflow.ops import runlock
 
 # The main process (not jobs, not pods) claims the directory's run lock while parsing:
 # held for the process's life, dropped by the kernel if it dies, so a crashed run leaves

@@ -1,7 +1,7 @@
 """Rule cgan_batch: fetch, decode and cut one batch of members into a fork of the store."""
 
-from ensflow import cgan
 from ensflow.entry import job
+from ensflow.stages import cgan
 
 # Decoding runs in worker processes that re-import this file: only the parent works.
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Rule cgan_index: one step's .index → the byte ranges the cycle needs."""
 
-from ensflow.cgan import plan_from, select_step
 from ensflow.entry import job
+from ensflow.stages.cgan import plan_from, select_step
 
 step = int(snakemake.wildcards.step)
 with job(snakemake) as settings:

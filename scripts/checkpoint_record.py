@@ -1,6 +1,6 @@
 """Rule checkpoint_record: the checkpoint's sha256 for provenance."""
 
-from ensflow.checkpoint_info import write_record
+from ensflow.adapters.checkpoint_info import write_record
 from ensflow.entry import job
 
 with job(snakemake) as settings:

@@ -1,6 +1,6 @@
 """Rule demo_checkpoint: the tiny demo model as a real anemoi checkpoint."""
 
-from ensflow.demo import make_checkpoint
+from ensflow.demo.world import make_checkpoint
 from ensflow.entry import job
 
 with job(snakemake) as settings:

@@ -1,6 +1,6 @@
 """Rule demo_mirror: a synthetic open-data mirror with ECMWF's layout and .index files."""
 
-from ensflow.demo import make_mirror
+from ensflow.demo.world import make_mirror
 from ensflow.entry import job
 
 with job(snakemake) as settings:

@@ -1,7 +1,7 @@
 """Rule fetch_input: bucket → scratch pickle, within the scratch window, checked."""
 
 from ensflow.entry import job
-from ensflow.inputs import fetch_input
+from ensflow.stages.inputs import fetch_input
 
 member = int(snakemake.wildcards.member)
 with job(snakemake) as settings:

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from ensflow import devices
+from ensflow.adapters import devices
 from ensflow.entry import job
-from ensflow.forecast import run_member
+from ensflow.stages.forecast import run_member
 
 member = int(snakemake.wildcards.member)
 with job(snakemake) as settings:

@@ -1,7 +1,7 @@
 """Rule preflight: fail fast, one line per missing precondition, before any download."""
 
-from ensflow import preflight
 from ensflow.entry import job
+from ensflow.stages import preflight
 
 stage = snakemake.wildcards.stage
 with job(snakemake) as settings:

@@ -1,7 +1,7 @@
 """Rule prepare_input: open data → input_state_member_NNN.pkl in the bucket."""
 
 from ensflow.entry import job
-from ensflow.inputs import prepare_input
+from ensflow.stages.inputs import prepare_input
 
 member = int(snakemake.wildcards.member)
 with job(snakemake) as settings:

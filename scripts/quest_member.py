@@ -1,7 +1,7 @@
 """Rule quest_member: one member's 1.5° fields into a fork of the store."""
 
-from ensflow import quest_stage
 from ensflow.entry import job
+from ensflow.stages import quest_stage
 
 member = int(snakemake.wildcards.member)
 with job(snakemake) as settings:

@@ -1,7 +1,7 @@
 """Rule quest_member_fields: a member's quest fields from its GRIB files in the bucket."""
 
-from ensflow import quest_stage
 from ensflow.entry import job
+from ensflow.stages import quest_stage
 
 member = int(snakemake.wildcards.member)
 with job(snakemake) as settings:

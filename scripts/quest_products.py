@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from ensflow import quest_stage
 from ensflow.entry import job
+from ensflow.stages import quest_stage
 
 with job(snakemake) as settings:
         quest_stage.products(settings, snakemake.input.published,

@@ -1,7 +1,7 @@
 """Rule quest_upload_prepare: submission ready and credentials present (never printed)."""
 
-from ensflow import quest_stage
 from ensflow.entry import job
+from ensflow.stages import quest_stage
 
 with job(snakemake) as settings:
     quest_stage.prepare_upload(settings, list(snakemake.input.files),

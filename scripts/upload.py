@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from ensflow import scratch
 from ensflow.entry import job
-from ensflow.upload import upload_member
+from ensflow.ops import scratch
+from ensflow.stages.upload import upload_member
 
 member = int(snakemake.wildcards.member)
 directory = Path(snakemake.input.gribs[0]).parent

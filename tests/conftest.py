@@ -61,7 +61,7 @@ def s3_server() -> Iterator[str]:
 
 @pytest.fixture
 def gcs_env(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    from ensflow import storage
+    from ensflow.adapters import storage
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
     storage.configure(storage.StorageOptions(chunk_mb=1))

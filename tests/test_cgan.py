@@ -9,9 +9,12 @@ import eccodes
 import numpy as np
 import pytest
 
-from ensflow import cgan, demo_data, grib_decode
+from ensflow.adapters import grib_decode
+from ensflow.adapters.opendata_catalogue import Field, Product
+from ensflow.demo import data as demo_data
 from ensflow.errors import OpenDataError
-from ensflow.opendata_catalogue import Field, Product
+from ensflow.science import cgan_plan
+from ensflow.stages import cgan
 
 REGION = {"lat_min": -14.0, "lat_max": 25.0, "lon_min": 19.0, "lon_max": 55.0}
 
@@ -77,9 +80,9 @@ def test_deaccumulate_gives_interval_totals():
 
 
 def test_variables_map_to_open_data():
-    assert cgan.Variable.parse("u700") == cgan.Variable("u700", "u", "pl", 700)
-    assert cgan.Variable.parse("2t") == cgan.Variable("2t", "2t", "sfc", None)
-    assert cgan.Variable.parse("tp").accumulated and not cgan.Variable.parse("tcw").accumulated
+    assert cgan_plan.Variable.parse("u700") == cgan_plan.Variable("u700", "u", "pl", 700)
+    assert cgan_plan.Variable.parse("2t") == cgan_plan.Variable("2t", "2t", "sfc", None)
+    assert cgan_plan.Variable.parse("tp").accumulated and not cgan_plan.Variable.parse("tcw").accumulated
 
 
 def test_netcdf_name():
@@ -92,7 +95,7 @@ def test_index_selection_lists_everything_missing(tmp_path):
              {"param": "tp", "levtype": "sfc", "type": "pf", "number": "1", "step": "36",
               "_offset": 10, "_length": 10}]
     (tmp_path / "x.index").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    from ensflow import opendata
+    from ensflow.adapters import opendata
 
     msgs = opendata.load_index(f"file://{grib}")
     assert [m.number for m in msgs] == [0, 1]

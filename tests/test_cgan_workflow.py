@@ -20,9 +20,11 @@ import yaml
 import zarr
 from conftest import BIN, DEMO_PROFILE, REPO, FaultProxy, copy_workflow, run_demo, run_env
 
-from ensflow import cgan, demo_data, ensemble_store
+from ensflow.adapters import ensemble_store
+from ensflow.adapters.opendata import OpenDataLayout
 from ensflow.config import load
-from ensflow.opendata import OpenDataLayout
+from ensflow.demo import data as demo_data
+from ensflow.science import cgan_plan
 
 pytestmark = pytest.mark.slow
 CYCLE = "20251127_0000"
@@ -32,7 +34,7 @@ NC = "IFS_20251127_00Z_cgan.nc"
 
 @pytest.fixture(scope="module")
 def plan():
-    return cgan.plan_from(load(REPO / "config/config.yaml"))
+    return cgan_plan.plan_from(load(REPO / "config/config.yaml"))
 
 
 @pytest.fixture(scope="module")

@@ -18,22 +18,18 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ensflow import (
-    checkpoint_info,
-    demo,
-    demo_data,
-    maps,
-    opendata_requests,
-    quest,
-    quest_climatology,
-)
-from ensflow.cgan import Variable, deaccumulate
+from ensflow.adapters import checkpoint_info, maps, opendata_requests, quest_climatology
+from ensflow.adapters.opendata import OpenDataLayout
+from ensflow.adapters.opendata_catalogue import Field, Product
+from ensflow.adapters.opendata_catalogue import load as load_catalogue
 from ensflow.config import load
-from ensflow.demo_model import demo_metadata, save_demo_checkpoint
+from ensflow.demo import data as demo_data
+from ensflow.demo import world as demo
+from ensflow.demo.model import demo_metadata, save_demo_checkpoint
 from ensflow.errors import EnsflowError, OpenDataError
-from ensflow.opendata import OpenDataLayout
-from ensflow.opendata_catalogue import Field, Product
-from ensflow.opendata_catalogue import load as load_catalogue
+from ensflow.science import quest
+from ensflow.science.cgan_plan import Variable
+from ensflow.stages.cgan import deaccumulate
 
 REPO = Path(__file__).resolve().parents[1]
 CYCLE = dt.datetime(2025, 11, 27)  # a Thursday, before IFS 50r1
@@ -155,8 +151,8 @@ def test_grib_output_opens_with_cfgrib_and_earthkit_as_ifs_ens(tmp_path):
     import cfgrib
     import earthkit.data as ekd
 
-    from ensflow.checkpoint_info import FieldSpec
-    from ensflow.grib_encode import ENSEMBLE_SIZE, GribEncoder
+    from ensflow.adapters.checkpoint_info import FieldSpec
+    from ensflow.adapters.grib_encode import ENSEMBLE_SIZE, GribEncoder
 
     enc = GribEncoder("O48", CYCLE, 7, ENSEMBLE_SIZE, 16)
     specs = [FieldSpec("2t", "2t", "sfc"), FieldSpec("10u", "10u", "sfc"),
@@ -364,8 +360,9 @@ def test_tp_marked_only_by_process_accumulation_is_written_as_a_total(checkpoint
     import eccodes
     from anemoi.inference.runners.simple import SimpleRunner
 
-    from ensflow import forecast, safe_pickle
-    from ensflow.naming import forecast_windows
+    from ensflow.adapters import safe_pickle
+    from ensflow.layout import forecast_windows
+    from ensflow.stages import forecast
 
     settings = load(REPO / "config" / "config.yaml", {"checkpoint": checkpoint.path})
     state = {"date": CYCLE, "fields": {f.name: np.full((2, checkpoint.npoints), 1.0, np.float32)
@@ -394,7 +391,7 @@ def test_tp_marked_only_by_process_accumulation_is_written_as_a_total(checkpoint
     weekly_mm = quest.convert_units(quest.weekly(fields["pr"][None].astype(float), steps, pr, 1), pr, "mm")[0]
     by_hand = sum(amounts[h] for h in range(438, 601, 6))  # 6-hourly amounts in (432, 600] h, m
     regridder = quest.QuestRegridder(settings.quest.methods)
-    from ensflow.grib_encode import ENSEMBLE_SIZE, GribEncoder
+    from ensflow.adapters.grib_encode import ENSEMBLE_SIZE, GribEncoder
 
     enc = GribEncoder(checkpoint.grid, CYCLE, 3, ENSEMBLE_SIZE, 16)
     spec = next(s for s in checkpoint.output_fields if s.name == "tp")

@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from ensflow import devices
+from ensflow.adapters import devices
 
 
 def hold(args: tuple[list[str], int, str, float]) -> tuple[str, str, float, float]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
-from ensflow import ensemble_store as es
+from ensflow.adapters import ensemble_store as es
 from ensflow.errors import UnsafePickleError
 
 MEMBERS, STEPS, NY, NX = 6, 3, 4, 5

@@ -4,9 +4,9 @@ import eccodes
 import numpy as np
 import pytest
 
-from ensflow.checkpoint_info import FieldSpec
+from ensflow.adapters.checkpoint_info import FieldSpec
+from ensflow.adapters.grib_encode import GribEncoder, pack_simple, read_messages
 from ensflow.errors import ForecastError
-from ensflow.grib_encode import GribEncoder, pack_simple, read_messages
 
 BASE = dt.datetime(2025, 11, 27, 0)
 

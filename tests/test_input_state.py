@@ -12,13 +12,16 @@ import mir
 import numpy as np
 import pytest
 
-from ensflow import checkpoint_info, demo, demo_data, input_state, opendata, opendata_requests
+from ensflow.adapters import checkpoint_info, opendata, opendata_requests
+from ensflow.adapters.opendata import OpenDataLayout
+from ensflow.adapters.opendata_catalogue import load as load_catalogue
 from ensflow.config import load
-from ensflow.demo_model import save_demo_checkpoint
+from ensflow.demo import data as demo_data
+from ensflow.demo import world as demo
+from ensflow.demo.model import save_demo_checkpoint
 from ensflow.errors import InputStateError, OpenDataError
-from ensflow.naming import index_of, opendata_object
-from ensflow.opendata import OpenDataLayout
-from ensflow.opendata_catalogue import load as load_catalogue
+from ensflow.layout import index_of, opendata_object
+from ensflow.science import input_state
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from conftest import BIN, REPO, copy_workflow, run_env
 
-from ensflow import storage
+from ensflow.adapters import storage
 
 pytestmark = pytest.mark.slow
 CYCLE = "20251127_0000"

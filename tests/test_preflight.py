@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from conftest import REPO, copy_workflow, run_demo
 
-from ensflow import checkpoint_info, demo
+from ensflow.adapters import checkpoint_info
 from ensflow.config import load
-from ensflow.demo_model import save_demo_checkpoint
-from ensflow.preflight import PreflightError, run
+from ensflow.demo import world as demo
+from ensflow.demo.model import save_demo_checkpoint
+from ensflow.stages.preflight import PreflightError, run
 
 CYCLE = "20251127_0000"
 

@@ -19,7 +19,7 @@ import yaml
 from conftest import BIN, REPO
 
 from ensflow.errors import EnsflowError
-from ensflow.profiles import install_profiles
+from ensflow.ops.profiles import install_profiles
 
 PROFILES = REPO / "profiles"
 

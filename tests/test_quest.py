@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ensflow import ensemble_store, quest, quest_stage
-from ensflow.checkpoint_info import FieldSpec
+from ensflow.adapters import ensemble_store
+from ensflow.adapters.checkpoint_info import FieldSpec
+from ensflow.adapters.grib_encode import GribEncoder
 from ensflow.config import load
 from ensflow.errors import EnsflowError
-from ensflow.grib_encode import GribEncoder
+from ensflow.science import quest
+from ensflow.stages import quest_stage
 
 TAS, MSLP, PR = (quest.VARIABLES[v] for v in ("tas", "mslp", "pr"))
 ISSUE = dt.datetime(2025, 11, 27)  # a Thursday

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ensflow import logs, report, run_record, status
+from ensflow import logs
 from ensflow.config import Settings, load
 from ensflow.errors import EnsflowError
+from ensflow.ops import report, run_record, status
 
 REPO = Path(__file__).resolve().parents[1]
 CYCLE = "20251127_0000"
@@ -267,7 +268,7 @@ def test_write_run_report_never_raises(tmp_path, caplog):
     (tmp_path / "logs" / CYCLE).mkdir(parents=True)
     logs.write_record(tmp_path / "logs" / CYCLE / "empty.json", {"rule": "empty", "status": "done"})
     (tmp_path / "results").write_text("not a directory")  # the report cannot be written
-    with caplog.at_level(logging.WARNING, logger="ensflow.report"):
+    with caplog.at_level(logging.WARNING, logger="ensflow.ops.report"):
         assert report.write_run_report(settings(), tmp_path) is None
     assert "run report for cycle 20251127_0000 not written" in caplog.text
 
@@ -284,7 +285,7 @@ def test_main_report_to_a_chosen_file_and_refuses_an_empty_cycle(tree, tmp_path,
 def test_report_and_status_of_a_cluster_run_read_the_storage_prefix(tree, tmp_path, gcs_env, capsys):
     """On a cluster the jobs' files live under Snakemake's storage prefix, not locally:
     the same report comes out of a mirror of them (on the GCS emulator here)."""
-    from ensflow import storage
+    from ensflow.adapters import storage
 
     prefix = "gs://ensflow-test/report-prefix"
     local = report.write_run_report(settings(), tree)

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import BIN, REPO, copy_workflow, run_demo, run_env
 
-from ensflow import cli, receipts, retention, runlock, storage
+from ensflow import receipts
+from ensflow.adapters import storage
 from ensflow.config import Settings, load_like_snakemake
-from ensflow.naming import forecast_filename, forecast_windows, input_filename
+from ensflow.layout import forecast_filename, forecast_windows, input_filename
+from ensflow.ops import cli, retention, runlock
 
 CYCLE, OTHER, NEVER = "20251120_0000", "20251120_0600", "20251119_1200"
 # On the command line a cycle is given in ISO form: YAML and Snakemake read 20251120_0000 as an int.

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from ensflow import safe_pickle
+from ensflow.adapters import safe_pickle
 from ensflow.errors import InputStateError, UnsafePickleError
 
 

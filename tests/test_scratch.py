@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from ensflow import scratch
 from ensflow.errors import EnsflowError
+from ensflow.ops import scratch
 
 
 def test_window_blocks_until_a_member_frees_its_slot(tmp_path):
@@ -63,7 +63,7 @@ def test_a_zombie_is_not_alive():
     import sys
     import time
 
-    from ensflow.scratch import pid_alive
+    from ensflow.ops.scratch import pid_alive
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -11,7 +11,7 @@ import google_crc32c
 import pytest
 from conftest import FaultProxy
 
-from ensflow import storage
+from ensflow.adapters import storage
 from ensflow.errors import StorageError
 
 

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from conftest import BIN, DEMO_PROFILE, copy_workflow, run_demo, run_env, snakemake
 
-from ensflow import storage
-from ensflow.grib_encode import read_messages
-from ensflow.naming import forecast_filename, forecast_windows
+from ensflow.adapters import storage
+from ensflow.adapters.grib_encode import read_messages
+from ensflow.layout import forecast_filename, forecast_windows
 
 pytestmark = pytest.mark.slow
 CYCLE = "20251127_0000"
@@ -88,7 +88,7 @@ def test_demo_runs_every_stage(gcs_run):
 def test_demo_reaches_the_six_submission_files(gcs_run):
     import xarray as xr
 
-    from ensflow import quest
+    from ensflow.science import quest
 
     work = gcs_run[0]
     sub = work / f"results/{CYCLE}/quest/submission"
@@ -110,8 +110,9 @@ def test_demo_reaches_the_six_submission_files(gcs_run):
 
 
 def test_quest_fields_from_bucket_equal_in_forecast_regrid(gcs_run, monkeypatch, tmp_path):
-    from ensflow import quest, quest_stage
     from ensflow.config import load
+    from ensflow.science import quest
+    from ensflow.stages import quest_stage
 
     work, _, env = gcs_run
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])

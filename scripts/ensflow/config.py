@@ -19,8 +19,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .cycle import normalise_cycle, parse_members
-from .errors import ConfigError
+from ensflow.cycle import normalise_cycle, parse_members
+from ensflow.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 

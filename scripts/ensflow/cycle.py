@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from .errors import ConfigError
+from ensflow.errors import ConfigError
 
 CYCLE_FORMAT = "%Y%m%d_%H%M"
 _CANONICAL = re.compile(r"^\d{8}_\d{4}$")

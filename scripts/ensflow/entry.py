@@ -6,8 +6,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from . import logs, storage
-from .config import Settings
+from ensflow import logs
+from ensflow.adapters import storage
+from ensflow.config import Settings
 
 
 def job_name(rule: str, wildcards: dict[str, str]) -> str:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import receipts
-from .errors import EnsflowError
+from ensflow import receipts
+from ensflow.errors import EnsflowError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 HEARTBEAT_S = 10.0

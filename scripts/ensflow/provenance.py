@@ -9,8 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import Settings
+from ensflow import __version__
+from ensflow.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 

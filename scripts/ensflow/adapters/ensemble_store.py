@@ -1,0 +1,293 @@
+"""The ensemble-store protocol on Icechunk: parallel writers, one atomic publish per cycle.
+
+1. setup (one job): remember main's snapshot, create the run branch `run/<cycle>`, grow
+   the arrays along the init-time axis (metadata only), commit. Re-used on retry.
+2. batch (many jobs): fork a session of the run branch, write a disjoint member region,
+   save the fork to a file. No commits, so no conflicts and no load on refs.
+3. publish (one job): merge every fork, one commit, compare-and-swap main from the
+   snapshot recorded at setup, tag the cycle, delete the run branch. Idempotent; if main
+   moved meanwhile it refuses and keeps the branch.
+
+Every Icechunk write in ensflow passes through here. Readers of `main` see the archive
+before the cycle or with the cycle complete, never in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ensflow import receipts
+from ensflow.adapters import safe_pickle
+from ensflow.cycle import HOURS_SINCE_1900
+from ensflow.errors import EnsflowError
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("ICECHUNK_LOG", "icechunk=error")
+
+# A fork file is a pickle: only Icechunk's own fork class may be rebuilt from it.
+FORK_ALLOWED = frozenset({("icechunk.session", "ForkSession")})
+
+
+class PublishError(EnsflowError):
+    """The cycle cannot be published safely (main moved, branch moved, forks missing)."""
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """A data variable: dims (time, member, *dims) with one chunk per (time, member)."""
+
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the store holds: fixed coordinates, the growing time axis and data variables."""
+
+    coords: dict[str, np.ndarray]
+    coord_attrs: dict[str, dict[str, Any]]
+    arrays: tuple[ArraySpec, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    time_units: str = HOURS_SINCE_1900
+
+
+@dataclass(frozen=True)
+class SetupRecord:
+    cycle: str
+    branch: str
+    main_before: str
+    setup_snapshot: str
+    time_index: int
+    time_value: int
+    published: bool = False  # the cycle was already in main: nothing to write
+
+    @classmethod
+    def load(cls, path: str | Path) -> SetupRecord:
+        data = receipts.read(path)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def open_repo(url: str, create: bool = True, region: str | None = None,
+              endpoint_url: str | None = None) -> Any:
+    """An Icechunk repository at file://, s3:// or gs:// (credentials from the environment)."""
+    import icechunk
+
+    scheme, _, rest = url.partition("://")
+    if scheme == "file":
+        storage = icechunk.local_filesystem_storage(str(Path(rest).absolute()))
+    elif scheme == "s3":
+        bucket, _, prefix = rest.partition("/")
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        storage = icechunk.s3_storage(
+            bucket=bucket, prefix=prefix or None, region=region or os.environ.get("AWS_REGION"),
+            endpoint_url=endpoint, allow_http=bool(endpoint and endpoint.startswith("http://")),
+            force_path_style=bool(endpoint), from_env=True)
+    elif scheme == "gs":
+        bucket, _, prefix = rest.partition("/")
+        storage = icechunk.gcs_storage(bucket=bucket, prefix=prefix or None, from_env=True)
+    else:
+        raise EnsflowError(f"store {url!r}: expected file://, s3:// or gs://")
+    if create:
+        return icechunk.Repository.open_or_create(storage)
+    return icechunk.Repository.open(storage)
+
+
+def run_branch(cycle: str) -> str:
+    return f"run/{cycle}"
+
+
+def cycle_tag(cycle: str) -> str:
+    return f"cycle-{cycle}"
+
+
+def published_snapshot(repo: Any, cycle: str) -> str | None:
+    """The snapshot main published the cycle as, or None when main does not hold it."""
+    tag = cycle_tag(cycle)
+    if tag not in repo.list_tags():
+        return None
+    tagged = repo.lookup_tag(tag)
+    return tagged if any(s.id == tagged for s in repo.ancestry(branch="main")) else None
+
+
+def _ensure_layout(repo: Any, layout: Layout) -> None:
+    """First use: create coordinates and empty arrays on main (one commit)."""
+    import zarr
+
+    session = repo.readonly_session("main")
+    root = zarr.open_group(store=session.store, mode="r") if _has_root(session) else None
+    if root is not None and all(a.name in root for a in layout.arrays):
+        return
+    session = repo.writable_session("main")
+    root = zarr.open_group(store=session.store, mode="a")
+    root.attrs.update(layout.attrs)
+    if "time" not in root:
+        t = root.create_array("time", shape=(0,), chunks=(1024,), dtype="int64",
+                              dimension_names=("time",), fill_value=-1)
+        t.attrs.update({"units": layout.time_units, "calendar": "proleptic_gregorian",
+                        "standard_name": "forecast_reference_time"})
+    for name, values in layout.coords.items():
+        if name not in root:
+            c = root.create_array(name, shape=values.shape, dtype=values.dtype,
+                                  dimension_names=(name,))
+            c[:] = values
+            c.attrs.update(layout.coord_attrs.get(name, {}))
+    for spec in layout.arrays:
+        if spec.name in root:
+            continue
+        a = root.create_array(spec.name, shape=(0, *spec.shape), dtype="float32",
+                              chunks=(1, 1, *spec.shape[1:]), fill_value=np.nan,
+                              dimension_names=("time", *spec.dims))
+        a.attrs.update(spec.attrs)
+    session.commit("ensflow: create store layout")
+
+
+def _has_root(session: Any) -> bool:
+    import zarr
+
+    try:
+        zarr.open_group(store=session.store, mode="r")
+        return True
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return False
+
+
+def setup(repo: Any, layout: Layout, cycle: str, time_value: int,
+          record_path: str | Path) -> SetupRecord:
+    """Create (or find again) the run branch with arrays grown for this cycle."""
+    import zarr
+
+    record_path = Path(record_path)
+    if record_path.exists():
+        record = SetupRecord.load(record_path)
+        log.info("setup of %s re-used from %s", cycle, record_path)
+        return record
+    _ensure_layout(repo, layout)
+    branch = run_branch(cycle)
+    main = repo.lookup_branch("main")
+    published = published_snapshot(repo, cycle)
+    if published:
+        # Published before (a re-run after a workflow change): the archive's cycle is final.
+        root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
+        index = int(root["time"][:].tolist().index(time_value))
+        record = SetupRecord(cycle, branch, main, published, index, time_value, True)
+        receipts.write(record_path, asdict(record))
+        log.info("%s is already published as %s; batches will write nothing", cycle, cycle_tag(cycle))
+        return record
+    if branch in repo.list_branches():
+        tip = repo.lookup_branch(branch)
+        parent = next(iter(repo.ancestry(snapshot_id=tip))).parent_id if tip != main else None
+        if tip != main and parent != main:
+            raise PublishError(f"{branch} exists and does not start from main ({main}); "
+                               "delete it or publish it first")
+    else:
+        repo.create_branch(branch, main)
+        tip = main
+    session = repo.writable_session(branch)
+    root = zarr.open_group(store=session.store, mode="a")
+    times = root["time"][:]
+    if time_value in times.tolist():
+        index = int(times.tolist().index(time_value))
+        if tip == main:
+            raise PublishError(f"cycle {cycle} is already in main (time index {index}); "
+                               f"tag {cycle_tag(cycle)}")
+    else:
+        index = int(times.size)
+        root["time"].resize((index + 1,))
+        root["time"][index] = time_value
+        for spec in layout.arrays:
+            arr = root[spec.name]
+            arr.resize((index + 1, *arr.shape[1:]))
+    setup_snapshot = session.commit(f"setup {cycle}") if session.has_uncommitted_changes else tip
+    record = SetupRecord(cycle, branch, main, setup_snapshot, index, time_value)
+    receipts.write(record_path, asdict(record))
+    log.info("setup %s: branch %s from main %s, time index %d", cycle, branch, main, index)
+    return record
+
+
+def write_fork(repo: Any, record: SetupRecord, write: Callable[[Any, int], None],
+               fork_path: str | Path) -> None:
+    """Write one batch's region into a fork of the run branch and save the fork file."""
+    import zarr
+
+    if record.published or (record.branch not in repo.list_branches()
+                            and published_snapshot(repo, record.cycle)):
+        # A member redone after its cycle was published (its receipt removed, say): the
+        # archive's cycle is final, so the redone values go to the bucket files only.
+        receipts.write(fork_path, {"cycle": record.cycle, "already_published": True})
+        log.warning("%s is already published as %s; no fork written, the store keeps the "
+                    "published values", record.cycle, cycle_tag(record.cycle))
+        return
+    tip = repo.lookup_branch(record.branch)
+    if tip != record.setup_snapshot:
+        raise PublishError(f"{record.branch} moved since setup ({record.setup_snapshot} -> {tip})")
+    fork = repo.writable_session(record.branch).fork()
+    write(zarr.open_group(store=fork.store, mode="r+"), record.time_index)
+    fork_path = Path(fork_path)
+    fork_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fork_path.with_name(f".{fork_path.name}.{os.getpid()}.part")
+    tmp.write_bytes(pickle.dumps(fork, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, fork_path)
+
+
+def load_fork(path: str | Path) -> Any:
+    return safe_pickle.loads(Path(path).read_bytes(), f"fork file {path}", extra=FORK_ALLOWED)
+
+
+def publish(repo: Any, record: SetupRecord, fork_paths: Sequence[str | Path],
+            check: Callable[[Any, int], None] | None = None) -> dict[str, Any]:
+    """Merge forks, one commit, move main by compare-and-swap, tag, delete the run branch."""
+    import zarr
+
+    tag = cycle_tag(record.cycle)
+    main = repo.lookup_branch("main")
+    tagged = published_snapshot(repo, record.cycle)
+    if tagged:
+        log.info("%s already published as %s; nothing to do", record.cycle, tagged)
+        if record.branch in repo.list_branches():
+            repo.delete_branch(record.branch)
+        return {"snapshot": tagged, "tag": tag, "already_published": True}
+    if tag in repo.list_tags():
+        raise PublishError(f"tag {tag} exists but main does not contain it")
+    if record.branch not in repo.list_branches():
+        raise PublishError(f"{record.branch} is gone and {tag} does not exist")
+    tip = repo.lookup_branch(record.branch)
+    if tip == record.setup_snapshot:
+        if main != record.main_before:
+            raise PublishError(
+                f"main moved since setup of {record.cycle} ({record.main_before} -> {main}); "
+                f"refusing to publish, {record.branch} is kept")
+        session = repo.writable_session(record.branch)
+        session.merge(*[load_fork(p) for p in fork_paths])
+        if check is not None:
+            check(zarr.open_group(store=session.store, mode="r"), record.time_index)
+        new = session.commit(f"cycle {record.cycle}: {len(fork_paths)} batches")
+    else:  # an earlier publish committed, then stopped: carry on from its commit
+        first = next(iter(repo.ancestry(snapshot_id=tip)))
+        if first.parent_id != record.setup_snapshot:
+            raise PublishError(f"{record.branch} moved since setup ({record.setup_snapshot} -> {tip})")
+        new = tip
+    if main != new:
+        if main != record.main_before:
+            raise PublishError(
+                f"main moved since setup of {record.cycle} ({record.main_before} -> {main}); "
+                f"refusing to publish, {record.branch} is kept")
+        try:
+            repo.reset_branch("main", new, from_snapshot_id=record.main_before)
+        except Exception as exc:
+            raise PublishError(f"main moved while publishing {record.cycle}: {exc}; "
+                               f"{record.branch} is kept") from None
+    repo.create_tag(tag, new)
+    repo.delete_branch(record.branch)
+    log.info("published %s as %s (main %s -> %s)", record.cycle, tag, record.main_before, new)
+    return {"snapshot": new, "tag": tag, "main_before": record.main_before,
+            "already_published": False}

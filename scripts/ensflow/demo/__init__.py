@@ -1,0 +1,1 @@
+"""The embedded demo world: a reality-shaped open-data mirror and a tiny checkpoint."""

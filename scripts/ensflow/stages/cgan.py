@@ -1,0 +1,352 @@
+"""Stage: IFS-ENS inputs for the cGAN precipitation downscaling model (East Africa).
+
+index  → the byte ranges of the wanted messages, from ECMWF's `.index` files
+batch  → range fetch, whole-message checks, gribberish decode in worker processes, region
+         cut by index slices from the GRIB header, deaccumulation, a fork of the store
+publish→ one atomic commit of the cycle (ensemble_store)
+netcdf → ensemble mean and standard deviation, `IFS_YYYYMMDD_HHz_cgan.nc`
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ensflow import receipts
+from ensflow.adapters import ensemble_store, grib_decode, opendata, storage
+from ensflow.adapters.opendata_catalogue import load as load_catalogue
+from ensflow.config import Settings
+from ensflow.cycle import HOURS_SINCE_1900, cycle_datetime, hours_since_1900
+from ensflow.errors import OpenDataError
+from ensflow.provenance import code_version, record
+from ensflow.science.cgan_plan import (
+    ACCUMULATION_TEXT,
+    CGAN_0P1,
+    UNITS,
+    Plan,
+    plan_from,
+)
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ index
+
+
+def select_step(plan: Plan, step: int, out: str | Path) -> None:
+    """The messages of one step that the cycle needs, per object; every missing one is listed."""
+    catalogue = load_catalogue()
+    objects = []
+    for url, members in plan.objects(step).items():
+        messages = opendata.load_index(url)
+        wanted = [(v, m) for v in plan.variables if step in plan.fetch_steps(v) for m in members]
+        for v, m in wanted:
+            catalogue.check(plan.base, plan.product(m), v.field, step)
+        try:
+            chosen = opendata.select(messages, [(v.param, v.levtype, v.levelist, m) for v, m in wanted])
+        except OpenDataError as exc:
+            raise OpenDataError(f"{url}: {exc}") from None
+        entries = [
+            {"var": v.name, "member": m, "offset": msg.offset, "length": msg.length}
+            for (v, m), msg in zip(wanted, chosen.values(), strict=True)
+        ]
+        objects.append({"url": url, "messages": entries})
+        log.info("step %d: %d of %d messages selected from %s (%.1f MB)", step, len(entries),
+                 len(messages), url, sum(e["length"] for e in entries) / 1e6)
+    receipts.write(out, {"step": step, "objects": objects})
+
+
+# ------------------------------------------------------------------ decoding (worker processes)
+
+
+def region_slices(lats: np.ndarray, lons: np.ndarray, region: dict[str, float]) -> tuple[slice, slice]:
+    """Index slices of a regular grid inside the region; longitudes may start at 180."""
+    lon180 = (np.asarray(lons) + 180.0) % 360.0 - 180.0
+    tol = 1e-6
+    rows = np.flatnonzero((lats >= region["lat_min"] - tol) & (lats <= region["lat_max"] + tol))
+    cols = np.flatnonzero((lon180 >= region["lon_min"] - tol) & (lon180 <= region["lon_max"] + tol))
+    if rows.size == 0 or cols.size == 0:
+        raise OpenDataError(f"region {region} has no points on this grid")
+    if np.any(np.diff(rows) != 1) or np.any(np.diff(cols) != 1):
+        raise OpenDataError(f"region {region} is not contiguous on this grid (crosses the seam?)")
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def region_coords(buf: bytes, region: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    lats, lons = grib_decode.regular_ll_axes(buf)
+    rs, cs = region_slices(lats, lons, region)
+    return lats[rs], (lons[cs] + 180.0) % 360.0 - 180.0
+
+
+def decode_region(task: tuple[bytes, dict[str, float], int, str]) -> np.ndarray:
+    """Decode one message and cut the region (runs in a worker: gribberish holds the GIL)."""
+    buf, region, member, what = task
+    grib_decode.check_message(buf, what)
+    number = grib_decode.perturbation_number(buf)
+    if number is not None and number != member:
+        raise OpenDataError(f"{what}: message is member {number}, the index says {member}")
+    lats, lons = grib_decode.regular_ll_axes(buf, what)
+    rs, cs = region_slices(lats, lons, region)
+    values = grib_decode.decode(buf, what).reshape(lats.size, lons.size)
+    return values[rs, cs].astype(np.float32)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+# ------------------------------------------------------------------ batch
+
+
+Entry = tuple[str, int, int, int, int]  # var, member, step, offset, length
+TASK_MESSAGES = 12  # messages per worker task: enough to coalesce ranges, small enough to balance
+
+
+def fetch_decode(task: tuple[str, list[Entry], dict[str, float], storage.StorageOptions]
+                 ) -> list[tuple[str, int, int, np.ndarray]]:
+    """In a worker: fetch a group of byte ranges of one object, decode and cut each message.
+
+    Workers fetch for themselves so the megabytes of GRIB never cross a process boundary;
+    only the small regional arrays come back.
+    """
+    url, entries, region, options = task
+    storage.ensure_configured(options)
+    parts = storage.read_ranges(url, [(off, n) for _, _, _, off, n in entries])
+    name = url.rsplit("/", 1)[-1]
+    return [(var, member, step,
+             decode_region((buf, region, member, f"{var} member {member} step {step} ({name})")))
+            for (var, member, step, _, _), buf in zip(entries, parts, strict=True)]
+
+
+def batch_tasks(index_files: list[str | Path], members: tuple[int, ...]) -> list[tuple[str, list[Entry]]]:
+    tasks = []
+    for path in index_files:
+        idx = receipts.read(path)
+        for obj in idx["objects"]:
+            entries = [(e["var"], e["member"], idx["step"], e["offset"], e["length"])
+                       for e in obj["messages"] if e["member"] in members]
+            entries.sort(key=lambda e: e[3])  # file order: adjacent ranges merge into one request
+            tasks += [(obj["url"], entries[i:i + TASK_MESSAGES])
+                      for i in range(0, len(entries), TASK_MESSAGES)]
+    return tasks
+
+
+def deaccumulate(values: np.ndarray, axis: int = -3, nonnegative: bool = True) -> np.ndarray:
+    """Totals from step 0 → per-interval totals (first entry is the step before).
+
+    Packing noise can make an interval of a non-negative quantity dip below zero; only
+    those are clipped (net thermal radiation `str` is negative by nature).
+    """
+    out = np.diff(values, axis=axis)
+    if nonnegative:
+        np.maximum(out, 0.0, out=out, where=~np.isnan(out))
+    return out
+
+
+def build_batch(plan: Plan, members: tuple[int, ...], index_files: list[str | Path],
+                workers: int) -> dict[str, np.ndarray]:
+    """Arrays per variable, shape (members, steps, lat, lon), float32."""
+    started = time.perf_counter()
+    pos = {m: i for i, m in enumerate(members)}
+    region_shape: tuple[int, int] | None = None
+    raw: dict[str, np.ndarray] = {}
+    count = 0
+    tasks = batch_tasks(index_files, members)
+    nbytes = sum(n for _, entries in tasks for *_, n in entries)
+    options = storage.current_options()
+    with _pool(workers) as pool:
+        futures = [pool.submit(fetch_decode, (url, entries, plan.region, options))
+                   for url, entries in tasks]
+        for fut in as_completed(futures):
+            for name, member, step, values in fut.result():
+                var = next(v for v in plan.variables if v.name == name)
+                steps = plan.fetch_steps(var)
+                if region_shape is None:
+                    region_shape = values.shape
+                elif values.shape != region_shape:
+                    raise OpenDataError(f"{name} member {member} step {step}: region "
+                                        f"{values.shape}, others {region_shape}")
+                if name not in raw:
+                    raw[name] = np.full((len(members), len(steps), *values.shape), np.nan, np.float32)
+                raw[name][pos[member], steps.index(step)] = values
+                count += 1
+    out = {}
+    for var in plan.variables:
+        if var.name not in raw or np.isnan(raw[var.name]).all(axis=(-1, -2)).any():
+            raise OpenDataError(f"batch {members}: {var.name} incomplete after decoding")
+        if var.accumulated and plan.per_interval:
+            out[var.name] = deaccumulate(raw[var.name], axis=1, nonnegative=var.nonnegative)
+        else:
+            out[var.name] = raw[var.name]
+    elapsed = time.perf_counter() - started
+    log.info("batch %s: %d messages, %.1f MB in %.1fs (%.1f msg/s, %d workers)", members, count,
+             nbytes / 1e6, elapsed, count / elapsed, workers)
+    return out
+
+
+# ------------------------------------------------------------------ store
+
+
+def layout(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool) -> ensemble_store.Layout:
+    """One store holds every cycle: (time, member, step, latitude, longitude) per variable."""
+    member_axis = np.arange(0, max(plan.members) + 1, dtype=np.int32)
+    arrays = tuple(
+        ensemble_store.ArraySpec(
+            v.name, ("member", "step", "latitude", "longitude"),
+            (member_axis.size, len(plan.steps), lats.size, lons.size),
+            {"units": UNITS.get(v.param, "unknown"), "ecmwf_param": v.param,
+             "levtype": v.levtype, **({"level_hPa": v.levelist} if v.levelist else {}),
+             **({"accumulation": ACCUMULATION_TEXT[plan.accumulation]} if v.accumulated else {})})
+        for v in plan.variables)
+    return ensemble_store.Layout(
+        coords={"member": member_axis, "step": np.asarray(plan.steps, dtype=np.int32),
+                "latitude": lats.astype(np.float64), "longitude": lons.astype(np.float64)},
+        coord_attrs={"step": {"units": "hours", "long_name": "forecast step"},
+                     "latitude": {"units": "degrees_north"}, "longitude": {"units": "degrees_east"},
+                     "member": {"long_name": "ensemble member (0 = control)"}},
+        arrays=arrays,
+        attrs={"title": "IFS-ENS inputs for cGAN (ECMWF open data)", "synthetic": synthetic,
+               "region": json.dumps(plan.region)},
+        time_units=HOURS_SINCE_1900,
+    )
+
+
+def store_from(settings: Settings) -> Any:
+    c = settings.cgan
+    od = settings.opendata
+    return ensemble_store.open_repo(c.store, region=od.region,
+                                    endpoint_url=c.store_endpoint_url)
+
+
+def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
+    plan = plan_from(settings)
+    idx = receipts.read(index_file)
+    obj = idx["objects"][0]
+    first = obj["messages"][0]
+    buf = storage.read_ranges(obj["url"], [(first["offset"], first["length"])])[0]
+    lats, lons = region_coords(buf, plan.region)
+    ensemble_store.setup(store_from(settings), layout(plan, lats, lons, settings.synthetic),
+                         plan.cycle, hours_since_1900(plan.base), out)
+
+
+def write_batch(settings: Settings, batch: int, index_files: list[str | Path], workers: int,
+                setup_record: str | Path, fork_path: str | Path) -> None:
+    plan = plan_from(settings)
+    members = plan.batches()[batch]
+    arrays = build_batch(plan, members, index_files, workers)
+    record = ensemble_store.SetupRecord.load(setup_record)
+
+    def write(root: Any, t: int) -> None:
+        lo, hi = members[0], members[-1] + 1
+        for name, values in arrays.items():
+            root[name][t, lo:hi] = values
+
+    ensemble_store.write_fork(store_from(settings), record, write, fork_path)
+
+
+def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str | Path],
+            out: str | Path) -> None:
+    plan = plan_from(settings)
+    record = ensemble_store.SetupRecord.load(setup_record)
+
+    def complete(root: Any, t: int) -> None:
+        for v in plan.variables:
+            data = root[v.name][t, list(plan.members)]
+            bad = [m for m, block in zip(plan.members, data, strict=True) if np.isnan(block).all()]
+            if bad:
+                raise ensemble_store.PublishError(f"{v.name}: members {bad} missing; not publishing")
+
+    result = ensemble_store.publish(store_from(settings), record, fork_paths, check=complete)
+    receipts.write(out, {"cycle": plan.cycle, "store": settings.cgan.store,
+                         "members": list(plan.members), **result})
+
+
+# ------------------------------------------------------------------ product
+
+
+def netcdf_name(cycle: str) -> str:
+    """`IFS_{YYYYMMDD}_{HH}Z_cgan.nc`, the name the team's producer writes and their tools open."""
+    base = cycle_datetime(cycle)
+    return f"IFS_{base:%Y%m%d}_{base:%H}Z_cgan.nc"
+
+
+def reader_attrs(plan: Plan) -> dict[str, Any]:
+    """Global attributes the team's plotting and validation code reads (plot_tp_maps.py
+    evaluates `forecast_hours` as a Python list)."""
+    return {"model_date": f"{plan.base:%Y-%m-%d}", "model_run": f"{plan.base:%H}Z",
+            "forecast_hours": str(list(plan.steps)), "n_ensemble_members": len(plan.members),
+            "institution": "ICPAC", "source": "ECMWF IFS Ensemble"}
+
+
+def write_netcdf(settings: Settings, published: str | Path, index_files: list[str | Path],
+                 out: str | Path) -> None:
+    """Ensemble mean and standard deviation from the published snapshot of the store."""
+    import xarray as xr
+
+    from ensflow.adapters.regrid import bilinear_regular
+
+    plan = plan_from(settings)
+    c = settings.cgan
+    pub = receipts.read(published)
+    repo = store_from(settings)
+    session = repo.readonly_session(snapshot_id=pub["snapshot"])
+    ds = xr.open_zarr(session.store, consolidated=False)
+    t = int(np.flatnonzero(ds["time"].values == np.datetime64(plan.base))[0])
+    cycle = ds.isel(time=t).sel(member=list(plan.members))
+    lats, lons = cycle["latitude"].values, cycle["longitude"].values
+    if c.output_grid == "cgan_0p1":
+        new_lats = np.linspace(*CGAN_0P1["lat"])
+        new_lons = np.linspace(*CGAN_0P1["lon"])
+    else:
+        new_lats, new_lons = lats, lons
+    # CF times written as numbers with the exact units string the cGAN reads
+    time_attrs = {"units": HOURS_SINCE_1900, "calendar": "gregorian"}
+    init_hours = float(hours_since_1900(plan.base))
+    valid = np.array([init_hours + s for s in plan.steps], dtype=np.float64)
+    out_vars = {}
+    for v in plan.variables:
+        data = cycle[v.name].values.astype(np.float64)  # (member, step, lat, lon)
+        stats = {"ensemble_mean": np.nanmean(data, axis=0),
+                 "ensemble_standard_deviation": np.nanstd(data, axis=0, ddof=c.ddof)}
+        for kind, field in stats.items():
+            if c.output_grid == "cgan_0p1":
+                field = bilinear_regular(field, lats, lons, new_lats, new_lons)
+            attrs = {"units": cycle[v.name].attrs.get("units", "unknown"),
+                     "long_name": f"{v.output_name} {kind.replace('_', ' ')}",
+                     "ecmwf_param": v.param}
+            if v.accumulated:
+                attrs["accumulation"] = ACCUMULATION_TEXT[plan.accumulation]
+            out_vars[f"{v.output_name}_{kind}"] = (("time", "valid_time", "latitude", "longitude"),
+                                            field[None].astype(np.float32), attrs)
+    sources = sorted({o["url"] for p in index_files for o in receipts.read(p)["objects"]})
+    product = xr.Dataset(
+        out_vars,
+        coords={"time": ("time", [init_hours], {**time_attrs, "standard_name": "forecast_reference_time"}),
+                "valid_time": ("valid_time", valid, {**time_attrs, "standard_name": "time"}),
+                "latitude": ("latitude", new_lats, {"units": "degrees_north"}),
+                "longitude": ("longitude", new_lons, {"units": "degrees_east"})},
+        attrs={
+            "title": "IFS-ENS ensemble statistics for cGAN", **reader_attrs(plan),
+            "cycle": plan.cycle, "accumulation": ACCUMULATION_TEXT[plan.accumulation],
+            "members": ",".join(map(str, plan.members)), "members_count": len(plan.members),
+            "ddof": c.ddof, "output_grid": c.output_grid,
+            "store": c.store, "store_snapshot": pub["snapshot"], "store_tag": pub["tag"],
+            "source_urls": " ".join(sources), "code_version": code_version(),
+            "synthetic": int(bool(settings.synthetic)),
+            "provenance": json.dumps(record(settings)),
+        })
+    enc: dict[str, dict[str, Any]] = {k: {"dtype": "float32", "zlib": True, "complevel": 4}
+                                      for k in out_vars}
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    product.to_netcdf(tmp, encoding=enc, engine="netcdf4")
+    os.replace(tmp, out)
+    log.info("wrote %s: %d variables, %s grid", out, len(out_vars), c.output_grid)

@@ -1,0 +1,234 @@
+"""Preflight: before an 8-hour run, find what is missing now, not at member 39.
+
+Every check runs (one failing does not hide the next) and the job fails with one line per
+problem. Nothing is downloaded; the only write is a tiny probe object in the bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ensflow import receipts
+from ensflow.adapters import checkpoint_info, opendata, opendata_requests, storage
+from ensflow.adapters.opendata import OpenDataLayout
+from ensflow.config import Settings
+from ensflow.cycle import cycle_datetime
+from ensflow.errors import EnsflowError
+from ensflow.layout import join_url
+
+log = logging.getLogger(__name__)
+
+
+class PreflightError(EnsflowError):
+    """One or more preconditions of the run are not met."""
+
+
+def check_checkpoint(settings: Settings) -> str:
+    path = settings.checkpoint
+    info = checkpoint_info.read(path)  # raises ConfigError naming the file
+    return f"checkpoint {path}: {info.grid}, {len(info.input_fields)} input fields"
+
+
+def check_credentials(settings: Settings) -> str:
+    """Present, never printed: the name of the source is all that is said."""
+    bucket = settings.bucket
+    if not bucket.startswith("gs://") or os.environ.get("STORAGE_EMULATOR_HOST"):
+        return "no cloud credentials needed" if not bucket.startswith("gs://") else "GCS emulator"
+    given = settings.gcs.credentials_file or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if given:
+        if not Path(given).is_file():
+            raise PreflightError(f"GCS credentials file {given} does not exist")
+        return "GCS credentials from a service-account file"
+    try:
+        import google.auth
+
+        google.auth.default()
+    except Exception:
+        raise PreflightError("no GCS credentials: set gcs.credentials_file or "
+                             "GOOGLE_APPLICATION_CREDENTIALS, or run where default credentials "
+                             "exist") from None
+    return "GCS application-default credentials"
+
+
+def check_bucket(settings: Settings) -> str:
+    probe = join_url(settings.bucket, settings.cycle, ".ensflow-preflight")
+    local = Path(settings.scratch) / ".preflight-probe"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(b"ensflow preflight\n")
+    try:
+        storage.put_file(local, probe)
+        if storage.stat(probe) is None:
+            raise PreflightError(f"bucket {settings.bucket}: probe object not visible after write")
+        storage.delete(probe)
+    except PreflightError:
+        raise
+    except Exception as exc:
+        raise PreflightError(f"bucket {settings.bucket} is not writable: "
+                             f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    finally:
+        local.unlink(missing_ok=True)
+    return f"bucket {settings.bucket} reachable and writable"
+
+
+def _load_index(url: str) -> list[opendata.Message]:
+    try:
+        return opendata.load_index(url)
+    except EnsflowError as exc:
+        raise PreflightError(f"open data not published: {exc}") from None
+
+
+def check_opendata_aifs(settings: Settings) -> str:
+    """Every input variable of every member is listed where the catalogue says ECMWF
+    publishes it (enfo for members, the HRES stream for constants); a missing field is
+    named with the request tried."""
+    from ensflow.science.input_state import input_dates
+
+    layout = OpenDataLayout.from_settings(settings.opendata)
+    info = checkpoint_info.read(settings.checkpoint)
+    count = 0
+    problems: list[str] = []
+    indices: dict[str, set[opendata.Key] | None] = {}
+    for date in input_dates(cycle_datetime(settings.cycle), info.timestep_hours):
+        for n in settings.members:
+            try:
+                requests = opendata_requests.for_member(info, date, n)
+            except EnsflowError as exc:
+                problems.append(str(exc))
+                break
+            missing: dict[str, list[str]] = {}
+            for r in requests:
+                url = r.url(layout)
+                if url not in indices:
+                    try:
+                        indices[url] = {(m.param, m.levtype, m.levelist, m.number)
+                                        for m in _load_index(url)}
+                    except EnsflowError as exc:
+                        problems.append(str(exc))
+                        indices[url] = None
+                listed = indices[url]
+                if listed is not None and r.key not in listed:
+                    missing.setdefault(url, []).append(r.describe())
+                elif listed is not None:
+                    count += 1
+            problems += [f"{url}: member {n}: {len(m)} field(s) not in the index, first: {m[0]}"
+                         for url, m in missing.items()]
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise PreflightError("; ".join(problems[:10]) + more)
+    return f"open data: {count} input messages listed"
+
+
+def check_opendata_cgan(settings: Settings) -> str:
+    """Every step's index lists every (variable, member) the cGAN stage reads."""
+    from ensflow.science.cgan_plan import plan_from
+
+    plan = plan_from(settings)
+    count = 0
+    problems = []
+    for step in plan.all_steps:
+        for url, members in plan.objects(step).items():
+            wanted = [(v.param, v.levtype, v.levelist, m) for v in plan.variables
+                      if step in plan.fetch_steps(v) for m in members]
+            try:
+                count += len(opendata.select(_load_index(url), wanted))
+            except EnsflowError as exc:
+                problems.append(f"{url}: {exc}")
+    if problems:
+        raise PreflightError("; ".join(problems[:5]))
+    return f"open data: {count} cGAN messages listed"
+
+
+def member_scratch_bytes(settings: Settings) -> int:
+    """A member's peak on scratch: its input pickle plus its 11 GRIB files."""
+    info = checkpoint_info.read(settings.checkpoint)
+    fc = settings.forecast
+    pickle_bytes = len(info.input_fields) * 2 * info.npoints * 4
+    steps = fc.lead_time // info.timestep_hours
+    grib_bytes = steps * len(info.output_fields) * (info.npoints * fc.bits_per_value // 8 + 2000)
+    return pickle_bytes + grib_bytes
+
+
+def check_scratch(settings: Settings) -> str:
+    scratch = Path(settings.scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    need = member_scratch_bytes(settings) * settings.window
+    free = shutil.disk_usage(scratch).free
+    if free < need * 1.2:
+        raise PreflightError(f"scratch {scratch}: {free / 1e9:.1f} GB free, window of "
+                             f"{settings.window} members needs {need / 1e9:.1f} GB (+20%)")
+    return f"scratch {scratch}: {free / 1e9:.1f} GB free for {need / 1e9:.2f} GB"
+
+
+def check_gpu(settings: Settings) -> str:
+    fc = settings.forecast
+    if not fc.device.startswith("cuda"):
+        return f"device {fc.device}: no GPU needed"
+    import torch
+
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    want = fc.gpus or 1
+    if found < want:
+        raise PreflightError(f"forecast.device is {fc.device} but {found} GPU(s) are visible "
+                             f"(config wants {want})")
+    return f"{found} GPU(s) visible"
+
+
+def check_climatology(settings: Settings) -> str:
+    """The quest's files for this cycle's two weeks exist (or the quest's server can be
+    asked), and the cycle is a quest issue date."""
+    from ensflow.adapters import quest_climatology
+    from ensflow.science import quest
+
+    q = settings.quest
+    if not q.enabled:
+        return "quest off"
+    quest.check_issue_date(settings.cycle, q.allow_any_issue_date)
+    if settings.synthetic:
+        return "synthetic climatology (made by the demo)"
+    if q.climatology == quest_climatology.AIWQ:
+        if not os.environ.get(q.password_env):
+            raise PreflightError(f"climatology from the quest's server needs ${q.password_env}")
+        return "climatology from the quest's server"
+    issue = quest.issue_date(settings.cycle)
+    missing = [quest_climatology.source_url(q.climatology, v, valid)
+               for v, _, valid in quest_climatology.needed(issue, q.variables)
+               if storage.stat(quest_climatology.source_url(q.climatology, v, valid)) is None]
+    if missing:
+        raise PreflightError(f"climatology files not found: {', '.join(missing)}")
+    return f"climatology: 6 files under {q.climatology}"
+
+
+CHECKS: dict[str, dict[str, Callable[[Settings], str]]] = {
+    "aifs": {
+        "credentials": check_credentials,
+        "checkpoint": check_checkpoint,
+        "bucket": check_bucket,
+        "open data": check_opendata_aifs,
+        "scratch": check_scratch,
+        "gpu": check_gpu,
+        "climatology": check_climatology,
+    },
+    "cgan": {"open data": check_opendata_cgan},
+}
+
+
+def run(settings: Settings, stage: str, out: str | Path) -> None:
+    """Run every check of a stage; fail with one line per problem."""
+    checks = CHECKS[stage]
+    results: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, check in checks.items():
+        try:
+            results[name] = check(settings)
+            log.info("preflight %s: ok (%s)", name, results[name])
+        except EnsflowError as exc:
+            problems.append(f"{name}: {exc}")
+            log.error("preflight %s: %s", name, exc)
+    if problems:
+        raise PreflightError(f"preflight of {stage} failed:\n  " + "\n  ".join(problems))
+    receipts.write(out, {"cycle": settings.cycle, "stage": stage, "checks": results})
