@@ -12,6 +12,9 @@ from ensflow.errors import ConfigError
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 try:
     SETTINGS = validate(config)
 except ConfigError as exc:

@@ -67,21 +67,22 @@ def make_mirror(root: Path, plan, bucket: str, s3) -> int:
 
 def single_core_decode_rate(root: Path, plan, n: int = 150) -> float:
     from ensflow.adapters import opendata
+    from ensflow.adapters.storage import Storage
     from ensflow.stages import cgan
 
+    files = Storage()
     (url,) = plan.objects(plan.steps[0])
-    msgs = opendata.load_index(f"file://{root}/" + url.removeprefix(plan.layout.root + "/"))[:n]
-    data = opendata.fetch(msgs)
+    msgs = opendata.load_index(files, f"file://{root}/" + url.removeprefix(plan.layout.root + "/"))[:n]
+    data = opendata.fetch(files, msgs)
     t0 = time.perf_counter()
     for m, buf in zip(msgs, data, strict=True):
         cgan.decode_region((buf, plan.region, m.number, "bench"))
     return n / (time.perf_counter() - t0)
 
 
-def baseline(plan, index_dir: Path) -> tuple[float, int]:
+def baseline(plan, index_dir: Path, storage) -> tuple[float, int]:
     """Naive: one range request at a time, decode in this process."""
     from ensflow import receipts
-    from ensflow.adapters import storage
     from ensflow.stages import cgan
 
     t0 = time.perf_counter()
@@ -123,7 +124,7 @@ def main() -> None:
     import yaml
     from conftest import BIN, copy_workflow, free_port, wait_for_port
 
-    from ensflow.adapters import storage
+    from ensflow.adapters.storage import Storage
     from ensflow.config import load
     from ensflow.science.cgan_plan import plan_from
 
@@ -183,8 +184,8 @@ def main() -> None:
               f"= {0.8 * cores * rate1:.1f} msg/s; reached {count / wall / (cores * rate1):.2f} "
               f"of cores x single-core end to end")
         if not args.skip_baseline:
-            storage.configure(storage.options_from(load(REPO / "config/config.yaml", overrides)))
-            base_s, n = baseline(plan, work / "results/20251127_0000/cgan/index")
+            storage = Storage.from_settings(load(REPO / "config/config.yaml", overrides))
+            base_s, n = baseline(plan, work / "results/20251127_0000/cgan/index", storage)
             print(f"naive baseline (one request at a time, decode in-process): {n} messages, "
                   f"{base_s:.1f}s, {n / base_s:.1f} msg/s")
             print(f"ratio: {base_s / wall:.1f}x faster end to end")

@@ -23,7 +23,7 @@ STEPS = ("prepare_input", "fetch_input", "forecast", "upload")
 
 
 def copy_workflow(dest: Path) -> None:
-    for name in ("Snakefile", "rules", "scripts", "config", "profiles", "envs"):
+    for name in ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
 
@@ -54,7 +54,6 @@ def in_process(work: Path) -> tuple[float, dict[str, float]]:
     import os
 
     os.chdir(work)
-    from ensflow.adapters import storage
     from ensflow.config import load
     from ensflow.layout import forecast_filename, forecast_windows
     from ensflow.stages.forecast import run_member
@@ -63,7 +62,6 @@ def in_process(work: Path) -> tuple[float, dict[str, float]]:
 
     settings = load("config/config.yaml", {"members": "1", "bucket": "file://bucket2",
                                            "scratch": "scratch2"})
-    storage.configure(storage.options_from(settings))
     res = Path("results2")
     pkl = Path("scratch2") / CYCLE / "member_001" / "input_state_member_001.pkl"
     gribs = [pkl.parent / forecast_filename(CYCLE, 1, a, b) for a, b in forecast_windows(792, 72)]

@@ -34,7 +34,7 @@ def main() -> None:
     from conftest import FaultProxy, free_port, wait_for_port
 
     from ensflow import receipts
-    from ensflow.adapters import storage
+    from ensflow.adapters.storage import Storage
     from ensflow.config import load
     from ensflow.layout import forecast_filename, forecast_windows, input_filename
     from ensflow.ops import retention
@@ -53,7 +53,7 @@ def main() -> None:
         settings = load(REPO / "config/config.yaml", {
             "members": f"1-{args.members}", "bucket": "gs://bench/cycles",
             "results": str(tmp / "results"), "scratch": str(tmp / "scratch")})
-        storage.configure(storage.options_from(settings))
+        storage = Storage.from_settings(settings)
         cycle = settings.cycle
         blob = tmp / "blob"
         blob.write_bytes(os.urandom(args.object_kb * 1024))
@@ -83,7 +83,7 @@ def main() -> None:
         baseline_urls = fill("gs://bench/baseline")
         stack.enter_context(proxy)
         os.environ["STORAGE_EMULATOR_HOST"] = proxy.url  # deletes and checks see the latency
-        storage.configure(storage.options_from(settings))
+        storage = Storage.from_settings(settings)  # new clients, through the proxy
         print(f"{len(urls)} objects of {args.object_kb} KB per cycle on the GCS emulator, "
               f"+{args.latency_ms:.0f} ms per request", flush=True)
 

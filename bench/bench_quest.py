@@ -80,7 +80,7 @@ def main() -> None:
         forks.append(tmp / f"m{m}.fork")
         quest_stage.write_member(settings, m, tmp / f"m{m}.npz", tmp / "setup.json", forks[-1])
     quest_stage.publish(settings, tmp / "setup.json", forks, tmp / "published.json")
-    clim_files = quest_stage.climatology_files(settings, tmp / "clim")
+    clim_files = [tmp / "clim" / n for n in quest_stage.climatology_names(settings)]
     quest_stage.synthetic_climatology(settings, tmp / "published.json", clim_files)
     quest_stage.products(settings, tmp / "published.json", tmp / "clim", tmp / "out",
                          tmp / "sanity.json")

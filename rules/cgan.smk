@@ -14,8 +14,7 @@ rule cgan_index:
     output:
         index=CGAN_INDEX,
     log:
-        "logs/{cycle}/cgan_index/step_{step}.log",
-        record="logs/{cycle}/cgan_index/step_{step}.json",
+        **job_log("cgan_index", "step"),
     retries: 2
     conda:
         "../envs/cpu.yaml"
@@ -31,8 +30,7 @@ rule cgan_setup:
     output:
         record=CGAN_SETUP,
     log:
-        "logs/{cycle}/cgan_setup.log",
-        record="logs/{cycle}/cgan_setup.json",
+        **job_log("cgan_setup"),
     conda:
         "../envs/cpu.yaml"
     params:
@@ -48,10 +46,9 @@ rule cgan_batch:
     output:
         fork=CGAN_FORK,
     log:
-        "logs/{cycle}/cgan_batch/batch_{batch}.log",
-        record="logs/{cycle}/cgan_batch/batch_{batch}.json",
+        **job_log("cgan_batch", "batch"),
     benchmark:
-        "benchmarks/{cycle}/cgan_batch/batch_{batch}.tsv"
+        job_benchmark("cgan_batch", "batch")
     retries: 1
     conda:
         "../envs/cpu.yaml"
@@ -69,8 +66,7 @@ rule cgan_publish:
     output:
         record=CGAN_PUBLISHED,
     log:
-        "logs/{cycle}/cgan_publish.log",
-        record="logs/{cycle}/cgan_publish.json",
+        **job_log("cgan_publish"),
     conda:
         "../envs/cpu.yaml"
     params:
@@ -84,12 +80,13 @@ rule cgan_netcdf:
         published=CGAN_PUBLISHED,
         indices=cgan_indices,
     output:
-        netcdf=CGAN_NETCDF,
+        netcdf=report(
+            CGAN_NETCDF, caption="../report/cgan_netcdf.rst", category="cGAN inputs"
+        ),
     log:
-        "logs/{cycle}/cgan_netcdf.log",
-        record="logs/{cycle}/cgan_netcdf.json",
+        **job_log("cgan_netcdf"),
     benchmark:
-        "benchmarks/{cycle}/cgan_netcdf.tsv"
+        job_benchmark("cgan_netcdf")
     conda:
         "../envs/cpu.yaml"
     params:

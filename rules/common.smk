@@ -1,30 +1,29 @@
-# Names shared by every stage: paths, wildcards, helpers.
-from ensflow.stages.cgan import netcdf_name, plan_from
+# Names shared by every stage: the layout's patterns (ensflow.layout), wildcards, helpers.
 from ensflow.cycle import member_id
-from ensflow.layout import forecast_windows, join_url, window_tag
-from ensflow.stages.quest_stage import climatology_files, climatology_paths
+from ensflow.layout import Layout, forecast_windows, join_url
+from ensflow.science.cgan_plan import plan_from
+from ensflow.science.quest import products as quest_products
+from ensflow.stages.quest_stage import (
+    climatology_names,
+    climatology_paths,
+    submission_names,
+)
 
+LAYOUT = Layout.of(SETTINGS)
 CYCLE = SETTINGS.cycle
 MEMBERS = [member_id(m) for m in SETTINGS.members]
-RESULTS = config["results"]
-SCRATCH = config["scratch"]
-WINDOWS = [
-    window_tag(a, b)
-    for a, b in forecast_windows(
-        config["forecast"]["lead_time"], config["forecast"]["hours_per_file"]
-    )
-]
+WINDOWS = forecast_windows(
+    config["forecast"]["lead_time"], config["forecast"]["hours_per_file"]
+)
 
-MEMBER_DIR = f"{SCRATCH}/{{cycle}}/member_{{member}}"
-INPUT_RECEIPT = f"{RESULTS}/{{cycle}}/receipts/input_member_{{member}}.json"
-UPLOAD_RECEIPT = f"{RESULTS}/{{cycle}}/receipts/forecast_member_{{member}}.json"
-FORECAST_GRIBS = [
-    f"{MEMBER_DIR}/aifs_ens_forecast_{{cycle}}_member{{member}}_{w}.grib"
-    for w in WINDOWS
-]
-CHECKPOINT_RECORD = f"{RESULTS}/{{cycle}}/checkpoint.json"
-DEMO_MIRROR_RECORD = f"{RESULTS}/{{cycle}}/demo_mirror.json"
-PREFLIGHT = f"{RESULTS}/{{cycle}}/preflight_{{stage}}.json"
+INPUT_RECEIPT = LAYOUT.input_receipt()
+UPLOAD_RECEIPT = LAYOUT.upload_receipt()
+FORECAST_GRIBS = LAYOUT.forecast_gribs(WINDOWS)
+CHECKPOINT_RECORD = LAYOUT.checkpoint_record()
+DEMO_MIRROR_RECORD = LAYOUT.demo_mirror_record()
+PREFLIGHT = LAYOUT.preflight()
+job_log = LAYOUT.job_log
+job_benchmark = LAYOUT.job_benchmark
 
 
 def settings_for(rule):
@@ -65,12 +64,11 @@ def demo_inputs(wildcards):
 CGAN_PLAN = plan_from(SETTINGS)
 CGAN_STEPS = [f"{s:03d}" for s in CGAN_PLAN.all_steps]
 CGAN_BATCHES = [f"{b:02d}" for b in range(len(CGAN_PLAN.batches()))]
-CGAN_DIR = f"{RESULTS}/{{cycle}}/cgan"
-CGAN_INDEX = f"{CGAN_DIR}/index/step_{{step}}.json"
-CGAN_SETUP = f"{CGAN_DIR}/setup.json"
-CGAN_FORK = f"{CGAN_DIR}/forks/batch_{{batch}}.fork"
-CGAN_PUBLISHED = f"{CGAN_DIR}/published.json"
-CGAN_NETCDF = f"{CGAN_DIR}/{netcdf_name(CYCLE)}"
+CGAN_INDEX = LAYOUT.cgan_index()
+CGAN_SETUP = LAYOUT.cgan_setup()
+CGAN_FORK = LAYOUT.cgan_fork()
+CGAN_PUBLISHED = LAYOUT.cgan_published()
+CGAN_NETCDF = LAYOUT.cgan_netcdf(CYCLE)
 
 
 wildcard_constraints:
@@ -84,15 +82,11 @@ def cgan_indices(wildcards):
 
 # AI Weather Quest stage
 QUEST_ON = config["quest"]["enabled"]
-QUEST_DIR = f"{RESULTS}/{{cycle}}/quest"
-QUEST_FIELDS = f"{QUEST_DIR}/members/member_{{member}}.{config['quest']['source']}.npz"
-QUEST_SETUP = f"{QUEST_DIR}/setup.json"
-QUEST_FORK = f"{QUEST_DIR}/forks/member_{{member}}.fork"
-QUEST_PUBLISHED = f"{QUEST_DIR}/published.json"
-QUEST_CLIMATOLOGY_DIR = f"{QUEST_DIR}/climatology"
-QUEST_CLIMATOLOGY_FILES = [
-    f"{QUEST_CLIMATOLOGY_DIR}/{p.name}" for p in climatology_files(SETTINGS, ".")
-]
+QUEST_FIELDS = LAYOUT.quest_fields(config["quest"]["source"])
+QUEST_SETUP = LAYOUT.quest_setup()
+QUEST_FORK = LAYOUT.quest_fork()
+QUEST_PUBLISHED = LAYOUT.quest_published()
+QUEST_CLIMATOLOGY_FILES = LAYOUT.quest_climatology(climatology_names(SETTINGS))
 # The demo serves the quest's layout locally (file:// prefix); a rule writes it there.
 DEMO_CLIMATOLOGY = [
     join_url(config["quest"]["climatology"] or "file://demo/aiwq", path).removeprefix(
@@ -100,17 +94,9 @@ DEMO_CLIMATOLOGY = [
     )
     for path in climatology_paths(SETTINGS)
 ]
-QUEST_SUBMISSION_DIR = f"{QUEST_DIR}/submission"
-QUEST_FILES = [
-    f"{QUEST_SUBMISSION_DIR}/{v}_{CYCLE[:8]}_p{p}_{config['quest']['team']}_{config['quest']['model']}.nc"
-    for v in config["quest"]["variables"]
-    for p in (1, 2)
-]
-QUEST_PLOTS = [
-    f"{QUEST_DIR}/maps/{v}_p{p}.png"
-    for v in config["quest"]["variables"]
-    for p in (1, 2)
-]
+QUEST_PRODUCTS = quest_products(config["quest"]["variables"])
+QUEST_FILES = LAYOUT.quest_submissions(submission_names(SETTINGS))
+QUEST_PLOTS = LAYOUT.quest_maps(QUEST_PRODUCTS)
 FORECAST_OUTPUTS = {"gribs": temp(FORECAST_GRIBS)}
 if QUEST_ON and config["quest"]["source"] == "forecast":
     FORECAST_OUTPUTS["quest"] = QUEST_FIELDS

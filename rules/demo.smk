@@ -5,8 +5,7 @@ rule demo_checkpoint:
     output:
         checkpoint=config["checkpoint"],
     log:
-        "logs/demo_checkpoint.log",
-        record="logs/demo_checkpoint.json",
+        **job_log("demo_checkpoint", cycle=None),
     conda:
         "../envs/gpu.yaml"
     params:
@@ -21,8 +20,7 @@ rule demo_mirror:
     output:
         record=DEMO_MIRROR_RECORD,
     log:
-        "logs/{cycle}/demo_mirror.log",
-        record="logs/{cycle}/demo_mirror.json",
+        **job_log("demo_mirror"),
     conda:
         "../envs/gpu.yaml"
     params:

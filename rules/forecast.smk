@@ -11,8 +11,7 @@ rule checkpoint_record:
     output:
         record=CHECKPOINT_RECORD,
     log:
-        "logs/{cycle}/checkpoint_record.log",
-        record="logs/{cycle}/checkpoint_record.json",
+        **job_log("checkpoint_record"),
     conda:
         "../envs/gpu.yaml"
     params:
@@ -27,10 +26,9 @@ rule forecast:
     output:
         **FORECAST_OUTPUTS,
     log:
-        "logs/{cycle}/forecast/member_{member}.log",
-        record="logs/{cycle}/forecast/member_{member}.json",
+        **job_log("forecast", "member"),
     benchmark:
-        "benchmarks/{cycle}/forecast/member_{member}.tsv"
+        job_benchmark("forecast", "member")
     priority: 20
     conda:
         "../envs/gpu.yaml"
@@ -50,10 +48,9 @@ rule upload:
     output:
         receipt=UPLOAD_RECEIPT,
     log:
-        "logs/{cycle}/upload/member_{member}.log",
-        record="logs/{cycle}/upload/member_{member}.json",
+        **job_log("upload", "member"),
     benchmark:
-        "benchmarks/{cycle}/upload/member_{member}.tsv"
+        job_benchmark("upload", "member")
     priority: 30
     retries: 2
     conda:

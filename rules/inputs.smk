@@ -8,10 +8,9 @@ rule prepare_input:
     output:
         receipt=INPUT_RECEIPT,
     log:
-        "logs/{cycle}/prepare_input/member_{member}.log",
-        record="logs/{cycle}/prepare_input/member_{member}.json",
+        **job_log("prepare_input", "member"),
     benchmark:
-        "benchmarks/{cycle}/prepare_input/member_{member}.tsv"
+        job_benchmark("prepare_input", "member")
     priority: 5
     retries: 2
     conda:
@@ -26,12 +25,11 @@ rule fetch_input:
     input:
         receipt=INPUT_RECEIPT,
     output:
-        pkl=temp(f"{MEMBER_DIR}/input_state_member_{{member}}.pkl"),
+        pkl=temp(LAYOUT.input_state()),
     log:
-        "logs/{cycle}/fetch_input/member_{member}.log",
-        record="logs/{cycle}/fetch_input/member_{member}.json",
+        **job_log("fetch_input", "member"),
     benchmark:
-        "benchmarks/{cycle}/fetch_input/member_{member}.tsv"
+        job_benchmark("fetch_input", "member")
     priority: 10
     retries: 2
     conda:

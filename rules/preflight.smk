@@ -7,8 +7,7 @@ rule preflight:
     output:
         record=PREFLIGHT,
     log:
-        "logs/{cycle}/preflight_{stage}.log",
-        record="logs/{cycle}/preflight_{stage}.json",
+        **job_log("preflight", "stage"),
     conda:
         "../envs/gpu.yaml"
     params:

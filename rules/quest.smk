@@ -5,12 +5,11 @@ rule quest_member_fields:
     input:
         receipt=UPLOAD_RECEIPT,
     output:
-        fields=f"{QUEST_DIR}/members/member_{{member}}.bucket.npz",
+        fields=LAYOUT.quest_fields("bucket"),
     log:
-        "logs/{cycle}/quest_member_fields/member_{member}.log",
-        record="logs/{cycle}/quest_member_fields/member_{member}.json",
+        **job_log("quest_member_fields", "member"),
     benchmark:
-        "benchmarks/{cycle}/quest_member_fields/member_{member}.tsv"
+        job_benchmark("quest_member_fields", "member")
     retries: 2
     conda:
         "../envs/cpu.yaml"
@@ -26,8 +25,7 @@ rule quest_setup:
     output:
         record=QUEST_SETUP,
     log:
-        "logs/{cycle}/quest_setup.log",
-        record="logs/{cycle}/quest_setup.json",
+        **job_log("quest_setup"),
     conda:
         "../envs/cpu.yaml"
     params:
@@ -43,8 +41,7 @@ rule quest_member:
     output:
         fork=QUEST_FORK,
     log:
-        "logs/{cycle}/quest_member/member_{member}.log",
-        record="logs/{cycle}/quest_member/member_{member}.json",
+        **job_log("quest_member", "member"),
     conda:
         "../envs/cpu.yaml"
     params:
@@ -60,8 +57,7 @@ rule quest_publish:
     output:
         record=QUEST_PUBLISHED,
     log:
-        "logs/{cycle}/quest_publish.log",
-        record="logs/{cycle}/quest_publish.json",
+        **job_log("quest_publish"),
     conda:
         "../envs/cpu.yaml"
     params:
@@ -76,8 +72,7 @@ rule demo_climatology:
     output:
         files=DEMO_CLIMATOLOGY,
     log:
-        f"logs/{CYCLE}/demo_climatology.log",
-        record=f"logs/{CYCLE}/demo_climatology.json",
+        **job_log("demo_climatology", cycle=CYCLE),
     conda:
         "../envs/cpu.yaml"
     params:
@@ -92,10 +87,9 @@ rule quest_climatology:
         served=DEMO_CLIMATOLOGY if config["synthetic"] else [],
     output:
         files=QUEST_CLIMATOLOGY_FILES,
-        record=f"{QUEST_DIR}/climatology.json",
+        record=LAYOUT.quest_climatology_record(),
     log:
-        "logs/{cycle}/quest_climatology.log",
-        record="logs/{cycle}/quest_climatology.json",
+        **job_log("quest_climatology"),
     retries: 2
     conda:
         "../envs/cpu.yaml"
@@ -110,13 +104,23 @@ rule quest_products:
         published=QUEST_PUBLISHED,
         climatology=QUEST_CLIMATOLOGY_FILES,
     output:
-        files=QUEST_FILES,
-        report=f"{QUEST_DIR}/sanity.json",
+        files=report(
+            QUEST_FILES,
+            caption="../report/quest_submission.rst",
+            category="AI Weather Quest",
+            subcategory="submission",
+        ),
+        anomalies=LAYOUT.quest_anomalies(),
+        report=report(
+            LAYOUT.quest_sanity(),
+            caption="../report/quest_sanity.rst",
+            category="AI Weather Quest",
+            subcategory="checks",
+        ),
     log:
-        "logs/{cycle}/quest_products.log",
-        record="logs/{cycle}/quest_products.json",
+        **job_log("quest_products"),
     benchmark:
-        "benchmarks/{cycle}/quest_products.tsv"
+        job_benchmark("quest_products")
     conda:
         "../envs/cpu.yaml"
     params:
@@ -128,11 +132,16 @@ rule quest_products:
 rule quest_maps:
     input:
         files=rules.quest_products.output.files,
+        anomalies=rules.quest_products.output.anomalies,
     output:
-        maps=QUEST_PLOTS,
+        maps=report(
+            QUEST_PLOTS,
+            caption="../report/quest_maps.rst",
+            category="AI Weather Quest",
+            subcategory="maps",
+        ),
     log:
-        "logs/{cycle}/quest_maps.log",
-        record="logs/{cycle}/quest_maps.json",
+        **job_log("quest_maps"),
     conda:
         "../envs/cpu.yaml"
     params:
@@ -146,10 +155,9 @@ rule quest_upload_prepare:
         files=rules.quest_products.output.files,
         report=rules.quest_products.output.report,
     output:
-        ready=f"{QUEST_DIR}/upload_ready.json",
+        ready=LAYOUT.quest_upload_ready(),
     log:
-        "logs/{cycle}/quest_upload_prepare.log",
-        record="logs/{cycle}/quest_upload_prepare.json",
+        **job_log("quest_upload_prepare"),
     conda:
         "../envs/cpu.yaml"
     params:

@@ -1,8 +1,8 @@
 """Rule cgan_index: one step's .index → the byte ranges the cycle needs."""
 
 from ensflow.entry import job
-from ensflow.stages.cgan import plan_from, select_step
+from ensflow.stages.cgan import select_step
 
 step = int(snakemake.wildcards.step)
 with job(snakemake) as settings:
-    select_step(plan_from(settings), step, snakemake.output.index)
+    select_step(settings, step, snakemake.output.index)

@@ -1,10 +1,8 @@
 """Rule quest_maps: ensemble-mean anomaly and most likely quintile maps (PNG)."""
 
-from pathlib import Path
-
 from ensflow.entry import job
 from ensflow.stages import quest_stage
 
 with job(snakemake) as settings:
-    quest_stage.plots(settings, Path(snakemake.input.files[0]).parent,
+    quest_stage.plots(settings, list(snakemake.input.files), snakemake.input.anomalies,
                       list(snakemake.output.maps))

@@ -6,6 +6,7 @@ from ensflow.entry import job
 from ensflow.stages import quest_stage
 
 with job(snakemake) as settings:
-        quest_stage.products(settings, snakemake.input.published,
+    quest_stage.products(settings, snakemake.input.published,
                          Path(snakemake.input.climatology[0]).parent,
-                         Path(snakemake.output.files[0]).parent, snakemake.output.report)
+                         list(snakemake.output.files), snakemake.output.anomalies,
+                         snakemake.output.report)

@@ -10,8 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from ensflow.adapters.storage import Storage
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -61,17 +65,22 @@ def s3_server() -> Iterator[str]:
 
 @pytest.fixture
 def gcs_env(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    from ensflow.adapters import storage
-
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
-    storage.configure(storage.StorageOptions(chunk_mb=1))
     return gcs_emulator
+
+
+@pytest.fixture
+def gcs_storage(gcs_env: str) -> Storage:
+    """A Storage for the GCS emulator, in 1 MiB chunks (several chunks per test file)."""
+    from ensflow.adapters.storage import Storage
+
+    return Storage(chunk_mb=1)
 
 
 def copy_workflow(dest: Path) -> Path:
     """The workflow's own files in a fresh directory, so runs do not share state."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "rules", "scripts", "config", "profiles", "envs"):
+    for name in ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -107,7 +116,9 @@ def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None,
 class FaultProxy:
     """An HTTP proxy on loopback in front of a test server that misbehaves on purpose:
     answers 503 to the first `fail_first` requests, 500 to every `fail_every`-th one,
-    drops Range headers (a 200 with the whole object instead of 206), or answers slowly."""
+    drops Range headers (a 200 with the whole object instead of 206), or answers slowly.
+    It counts requests (`seen`), those it failed (`failed`) and those asking for a byte
+    range (`ranged`)."""
 
     def __init__(self, target: str, fail_first: int = 0, fail_every: int = 0,
                  ignore_range: bool = False, delay_s: float = 0.0) -> None:
@@ -119,7 +130,7 @@ class FaultProxy:
         proxy = self
         self.target, self.fail_first, self.fail_every = target, fail_first, fail_every
         self.ignore_range, self.delay_s = ignore_range, delay_s
-        self.seen = self.failed = 0
+        self.seen = self.failed = self.ranged = 0
         self._lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -128,6 +139,7 @@ class FaultProxy:
             def _forward(self) -> None:
                 with proxy._lock:
                     proxy.seen += 1
+                    proxy.ranged += "Range" in self.headers
                     n = proxy.seen
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if n <= proxy.fail_first or (proxy.fail_every and n % proxy.fail_every == 0):

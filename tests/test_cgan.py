@@ -13,6 +13,7 @@ from ensflow.adapters import grib_decode
 from ensflow.adapters.opendata_catalogue import Field, Product
 from ensflow.demo import data as demo_data
 from ensflow.errors import OpenDataError
+from ensflow.layout import cgan_netcdf_name
 from ensflow.science import cgan_plan
 from ensflow.stages import cgan
 
@@ -86,7 +87,7 @@ def test_variables_map_to_open_data():
 
 
 def test_netcdf_name():
-    assert cgan.netcdf_name("20251127_1200") == "IFS_20251127_12Z_cgan.nc"
+    assert cgan_netcdf_name("20251127_1200") == "IFS_20251127_12Z_cgan.nc"
 
 
 def test_index_selection_lists_everything_missing(tmp_path):
@@ -96,8 +97,9 @@ def test_index_selection_lists_everything_missing(tmp_path):
               "_offset": 10, "_length": 10}]
     (tmp_path / "x.index").write_text("".join(json.dumps(x) + "\n" for x in lines))
     from ensflow.adapters import opendata
+    from ensflow.adapters.storage import Storage
 
-    msgs = opendata.load_index(f"file://{grib}")
+    msgs = opendata.load_index(Storage(), f"file://{grib}")
     assert [m.number for m in msgs] == [0, 1]
     with pytest.raises(OpenDataError) as err:
         opendata.select(msgs, [("tp", "sfc", None, 0), ("tp", "sfc", None, 2), ("u", "pl", 700, 1)])

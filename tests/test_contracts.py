@@ -22,6 +22,7 @@ from ensflow.adapters import checkpoint_info, maps, opendata_requests, quest_cli
 from ensflow.adapters.opendata import OpenDataLayout
 from ensflow.adapters.opendata_catalogue import Field, Product
 from ensflow.adapters.opendata_catalogue import load as load_catalogue
+from ensflow.adapters.storage import Storage
 from ensflow.config import load
 from ensflow.demo import data as demo_data
 from ensflow.demo import world as demo
@@ -275,7 +276,7 @@ def test_climatology_from_the_quests_server_through_its_own_package(tmp_path, mo
     monkeypatch.delitem(sys.modules, "AI_WQ_package.retrieve_evaluation_data", raising=False)
     monkeypatch.setenv("AIWQ_TEST_PWD", "secret")
     dest = tmp_path / "cycle" / quest_climatology.filename("pr", valid)
-    quest_climatology.fetch("aiwq", "pr", valid, dest, "AIWQ_TEST_PWD")
+    quest_climatology.fetch(Storage(), "aiwq", "pr", valid, dest, "AIWQ_TEST_PWD")
     assert asked == ["/climatologies/2025/pr_20yrCLIM_WEEKLYSUM_quintiles_20251215.nc"]
     values, info = quest_climatology.load_checked(dest, "pr", valid, "mm")
     assert values.shape == (4, 121, 240) and info["units"] == "mm (file)"

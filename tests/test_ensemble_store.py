@@ -15,9 +15,11 @@ import pytest
 import zarr
 
 from ensflow.adapters import ensemble_store as es
+from ensflow.adapters.storage import Storage
 from ensflow.errors import UnsafePickleError
 
 MEMBERS, STEPS, NY, NX = 6, 3, 4, 5
+STORAGE = Storage(retries=2)  # file:// stores; handed to the worker processes as well
 
 
 def layout() -> es.Layout:
@@ -34,10 +36,10 @@ def fill(cycle_value: int, member: int) -> np.ndarray:
     return np.full((STEPS, NY, NX), cycle_value * 100 + member, np.float32)
 
 
-def write_batch(args: tuple[str, str, list[int], str]) -> str:
+def write_batch(args: tuple[str, Storage, str, list[int], str]) -> str:
     """Runs in another process: open the repo, fork, write, save the fork file."""
-    url, setup_path, members, fork_path = args
-    repo = es.open_repo(url)
+    url, storage, setup_path, members, fork_path = args
+    repo = es.open_repo(url, storage)
     record = es.SetupRecord.load(setup_path)
 
     def write(root, t):
@@ -49,9 +51,10 @@ def write_batch(args: tuple[str, str, list[int], str]) -> str:
 
 
 def run_cycle(tmp: Path, url: str, cycle: str, value: int, batches=((0, 1), (2, 3), (4, 5))):
-    repo = es.open_repo(url)
+    repo = es.open_repo(url, STORAGE)
     record = es.setup(repo, layout(), cycle, value, tmp / f"{cycle}-setup.json")
-    jobs = [(url, str(tmp / f"{cycle}-setup.json"), list(b), str(tmp / f"{cycle}-fork{i}.pkl"))
+    jobs = [(url, STORAGE, str(tmp / f"{cycle}-setup.json"), list(b),
+             str(tmp / f"{cycle}-fork{i}.pkl"))
             for i, b in enumerate(batches)]
     # forkserver: the parent already runs Icechunk's threads, which fork() would not carry
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as pool:
@@ -98,7 +101,7 @@ def test_second_cycle_appends_and_publish_twice_is_a_noop(tmp_path):
 
 def test_setup_is_reused_on_retry(tmp_path):
     url = f"file://{tmp_path}/store"
-    repo = es.open_repo(url)
+    repo = es.open_repo(url, STORAGE)
     a = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "s.json")
     b = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "s.json")
     assert a == b
@@ -159,13 +162,13 @@ def test_fork_files_load_through_the_allow_list(tmp_path):
 
 def test_reader_of_main_never_sees_a_partial_cycle(tmp_path):
     url = f"file://{tmp_path}/store"
-    repo = es.open_repo(url)
+    repo = es.open_repo(url, STORAGE)
     es.setup(repo, layout(), "20251126_0000", 0, tmp_path / "first.json")  # layout exists
     seen: list[tuple[int, bool]] = []
     stop = threading.Event()
 
     def poll():
-        reader = es.open_repo(url, create=False)
+        reader = es.open_repo(url, STORAGE, create=False)
         while not stop.is_set():
             data = main_tp(reader)
             seen.append((data.shape[0], bool(data.shape[0] == 0 or not np.isnan(data).any())))

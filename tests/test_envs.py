@@ -95,3 +95,16 @@ def test_container_image_installs_the_package_with_what_the_cluster_needs():
     profile = yaml.safe_load((REPO / "profiles" / "kubernetes" / "config.yaml").read_text())
     assert profile["default-storage-provider"] == "gcs"
     assert "software-deployment-method" not in profile  # everything is in the image
+
+
+def test_each_rule_names_itself_for_its_log_benchmark_and_settings():
+    """A rule says its own name where it asks the layout for its log and benchmark and the
+    config for its job's settings: copying a rule cannot leave it writing another's files."""
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0]
+            named = re.findall(r'(job_log|job_benchmark|settings_for)\(f?"([\w{}.]+)"', block)
+            for helper, given in named:
+                assert given == name or given == f"{name}_{{wc.stage}}", (smk.name, name, helper)
+            if "script:" in block:
+                assert {h for h, _ in named} >= {"job_log", "settings_for"}, (smk.name, name)

@@ -15,6 +15,7 @@ import pytest
 from ensflow.adapters import checkpoint_info, opendata, opendata_requests
 from ensflow.adapters.opendata import OpenDataLayout
 from ensflow.adapters.opendata_catalogue import load as load_catalogue
+from ensflow.adapters.storage import Storage
 from ensflow.config import load
 from ensflow.demo import data as demo_data
 from ensflow.demo import world as demo
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 CYCLE = dt.datetime(2025, 11, 27, 0)
 GRAVITY = 9.80665
+FILES = Storage()  # the mirror is file://
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def test_state_matches_eccodes_and_mir(mirror):
     z on pressure levels as gh times g, constants from the HRES stream (scda at 18 UTC
     before IFS 50r1, oper at 00 UTC) with no member number."""
     info, layout = mirror
-    state = input_state.build(info, CYCLE, 2, layout)
+    state = input_state.build(FILES, info, CYCLE, 2, layout)
     assert state["date"] == CYCLE
     assert set(state["fields"]) == {f.name for f in info.input_fields}
     assert len(info.input_fields) == 92  # as today's operational pickles
@@ -94,8 +96,8 @@ def test_state_matches_eccodes_and_mir(mirror):
 
 def test_members_differ_and_dates_differ(mirror):
     info, layout = mirror
-    a = input_state.build(info, CYCLE, 1, layout)["fields"]["2t"]
-    b = input_state.build(info, CYCLE, 2, layout)["fields"]["2t"]
+    a = input_state.build(FILES, info, CYCLE, 1, layout)["fields"]["2t"]
+    b = input_state.build(FILES, info, CYCLE, 2, layout)["fields"]["2t"]
     assert not np.allclose(a, b)
     assert not np.allclose(a[0], a[1])
 
@@ -103,7 +105,7 @@ def test_members_differ_and_dates_differ(mirror):
 def test_missing_member_is_named(mirror):
     info, layout = mirror
     with pytest.raises(OpenDataError, match="member 9"):
-        input_state.build(info, CYCLE, 9, layout)
+        input_state.build(FILES, info, CYCLE, 9, layout)
 
 
 def copy_with_enfo_index(layout: OpenDataLayout, dest: Path) -> tuple[OpenDataLayout, Path, list[dict]]:
@@ -121,7 +123,7 @@ def test_missing_field_names_the_request_tried(mirror, tmp_path):
     kept = [e for e in entries if not (e["param"] == "sot" and e.get("levelist") == "2")]
     idx.write_text("".join(json.dumps(e) + "\n" for e in kept))
     with pytest.raises(OpenDataError, match=r"stl2 <- sot/2 \(sol\) from enfo pf number 1"):
-        input_state.build(info, CYCLE, 1, copy)
+        input_state.build(FILES, info, CYCLE, 1, copy)
 
 
 def test_a_message_that_is_not_the_field_its_index_promised_is_refused(mirror, tmp_path):
@@ -134,7 +136,7 @@ def test_a_message_that_is_not_the_field_its_index_promised_is_refused(mirror, t
         t2[k], msl[k] = msl[k], t2[k]
     idx.write_text("".join(json.dumps(e) + "\n" for e in entries))
     with pytest.raises(InputStateError, match=r"the message is msl.*promised 2t"):
-        input_state.build(info, CYCLE, 1, copy)
+        input_state.build(FILES, info, CYCLE, 1, copy)
 
 
 def test_implausible_values_are_refused(mirror):

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from conftest import BIN, REPO, copy_workflow, run_env
 
-from ensflow.adapters import storage
+from ensflow.adapters.storage import Storage
 
 pytestmark = pytest.mark.slow
 CYCLE = "20251127_0000"
@@ -123,6 +123,7 @@ def test_profile_dry_run_with_the_kubernetes_executor(tmp_path, gcs_emulator):
 def seed_resumed_cycle(prefix: str, scratch: Path) -> None:
     """What the storage holds once preflight and the input states are done: the member
     chains are what runs next."""
+    storage = Storage()
     seed = scratch / "seed.json"
     seed.write_text(json.dumps({"ok": True}))
     storage.put_file(seed, f"{prefix}/results/{CYCLE}/preflight_aifs.json")

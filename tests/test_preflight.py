@@ -87,6 +87,6 @@ def test_a_failing_preflight_stops_the_run_before_any_download(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     result = run_demo(work, "aifs", "--config", "window=10000000")
     assert result.returncode != 0
-    assert "scratch" in (work / f"logs/{CYCLE}/preflight_aifs.log").read_text()
+    assert "scratch" in (work / f"logs/{CYCLE}/preflight/aifs.log").read_text()
     assert not (work / f"logs/{CYCLE}/prepare_input").exists()
     assert not (work / "bucket").exists() or not list((work / "bucket").rglob("*.pkl"))

@@ -14,6 +14,7 @@ from ensflow.adapters.checkpoint_info import FieldSpec
 from ensflow.adapters.grib_encode import GribEncoder
 from ensflow.config import load
 from ensflow.errors import EnsflowError
+from ensflow.layout import submission_name
 from ensflow.science import quest
 from ensflow.stages import quest_stage
 
@@ -116,7 +117,7 @@ def test_submission_file_passes_the_quest_checks(tmp_path):
     assert da.name == "tp" and list(da.quintile.values) == [0.2, 0.4, 0.6, 0.8, 1.0]
     assert da.latitude.values[0] == 90 and da.longitude.values[-1] == 358.5
     assert da.forecast_period_end.values == np.datetime64("2025-12-22T00:00")
-    path = tmp_path / quest.submission_name("pr", ISSUE, 1, "team", "model")
+    path = tmp_path / submission_name("pr", ISSUE, 1, "team", "model")
     quest.write_netcdf(da, path)
     back = xr.open_dataarray(path)
     assert path.name == "pr_20251127_p1_team_model.nc" and back.shape == (5, 121, 240)

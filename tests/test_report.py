@@ -108,7 +108,7 @@ def tree(tmp_path: Path) -> Path:
               extra=[f"step {i}" for i in range(30)])  # last line 30 s after the start
     write_log(logs / "fetch_input" / "member_004.log", "fetch_input member 004", t, ": checksum <abc> "
               "does not match", 5.0, extra=["EARLY-LINE", "opening", "reading", "checking"])
-    write_log(logs / "preflight_aifs.log", "preflight aifs", T0 - dt.timedelta(minutes=1), "done", 0.5)
+    write_log(logs / "preflight" / "aifs.log", "preflight aifs", T0 - dt.timedelta(minutes=1), "done", 0.5)
     write_log(logs / "cgan_batch" / "batch_00.log", "cgan_batch 00", t, "done", 4.0)
     write_bench(bench / "cgan_batch" / "batch_00.tsv", 6.0)
     write_log(logs / "cgan_setup.log", "cgan_setup", t, "", 2.0,
@@ -143,12 +143,12 @@ def test_every_job_and_rule_appears_with_its_seconds(tree):
     data = json.loads(path.with_suffix(".json").read_text())
     jobs = {(j["rule"], j["label"]): j for j in data["jobs"]}
     assert len(jobs) == len(list((tree / "logs").rglob("*.log")))
-    assert jobs[("forecast", "member_002")]["seconds"] == 200.0
-    assert jobs[("forecast", "member_003")]["status"] == "running"
-    assert jobs[("forecast", "member_003")]["seconds"] == 30.0
+    assert jobs[("forecast", "member 002")]["seconds"] == 200.0
+    assert jobs[("forecast", "member 003")]["status"] == "running"
+    assert jobs[("forecast", "member 003")]["seconds"] == 30.0
     assert jobs[("preflight", "aifs")]["status"] == "done"  # preflight_aifs.log is rule preflight
     assert jobs[("cgan_setup", None)]["error"] == "ValueError: bad step"
-    assert jobs[("forecast", "member_001")]["benchmark"]["s"] == 110.0
+    assert jobs[("forecast", "member 001")]["benchmark"]["s"] == 110.0
     assert set(data["rules"]) == {*run_record.CHAIN, "preflight", "cgan_batch", "cgan_setup",
                                   "demo_checkpoint"}
     assert data["rules"]["forecast"] == {"jobs": 3, "done": 2, "failed": 0, "running": 1,
@@ -173,8 +173,8 @@ def test_failed_job_excerpt_is_escaped_and_bounded(tree):
     path = report.write_run_report(settings(), tree)
     data = json.loads(path.with_suffix(".json").read_text())
     failures = {f["job"]: f for f in data["failures"]}
-    assert set(failures) == {"fetch_input member_004", "cgan_setup"}
-    fetch = failures["fetch_input member_004"]
+    assert set(failures) == {"fetch_input member 004", "cgan_setup"}
+    fetch = failures["fetch_input member 004"]
     assert fetch["error"] == "checksum <abc> does not match"
     assert len(fetch["excerpt"]) == 3 and fetch["excerpt"][-1].endswith("checksum <abc> does not match")
     assert "EARLY-LINE" not in "\n".join(fetch["excerpt"])
@@ -217,9 +217,9 @@ def test_status_of_a_half_finished_cycle(tree):
     assert counts == {"prepare_input": (4, 0, 0, 0), "fetch_input": (3, 0, 1, 0),
                       "forecast": (2, 1, 0, 1), "upload": (2, 0, 0, 2)}
     assert (st.members, st.done, st.remaining) == (4, 2, 2)
-    assert [(r.name, r.seconds) for r in st.running] == [("forecast member_003", 60.0)]
+    assert [(r.name, r.seconds) for r in st.running] == [("forecast member 003", 60.0)]
     assert st.failed_members == [4]
-    assert {f.name: f.error for f in st.failed} == {"fetch_input member_004": "checksum <abc> does not match",
+    assert {f.name: f.error for f in st.failed} == {"fetch_input member 004": "checksum <abc> does not match",
                                                     "cgan_setup": "ValueError: bad step"}
     # Inference paces the ETA: forecasts took 100 s and 200 s, member 3's has run 60 s of
     # the median 150 s, member 4 failed (not redone in this run), then one 30 s upload.
@@ -228,7 +228,7 @@ def test_status_of_a_half_finished_cycle(tree):
     assert st.eta_s == pytest.approx((150.0 - 60.0) / 1 + 30.0)
     text = status.format_status(st)
     assert "2/4 members uploaded" in text and "ETA 2m00s" in text and "checksum <abc>" in text
-    assert "forecast member_003" in text and "1m00s" in text
+    assert "forecast member 003" in text and "1m00s" in text
 
 
 def test_status_parallelism_from_gpu_slots_and_no_live_run(tree):
@@ -285,13 +285,13 @@ def test_main_report_to_a_chosen_file_and_refuses_an_empty_cycle(tree, tmp_path,
 def test_report_and_status_of_a_cluster_run_read_the_storage_prefix(tree, tmp_path, gcs_env, capsys):
     """On a cluster the jobs' files live under Snakemake's storage prefix, not locally:
     the same report comes out of a mirror of them (on the GCS emulator here)."""
-    from ensflow.adapters import storage
+    from ensflow.adapters.storage import Storage
 
     prefix = "gs://ensflow-test/report-prefix"
     local = report.write_run_report(settings(), tree)
     expected = json.loads(local.with_suffix(".json").read_text())
     files = [p for p in tree.rglob("*") if p.is_file() and not p.name.startswith("report.")]
-    storage.put_files([(p, f"{prefix}/{p.relative_to(tree).as_posix()}") for p in files], parallel=8)
+    Storage().put_files([(p, f"{prefix}/{p.relative_to(tree).as_posix()}") for p in files], parallel=8)
 
     submit = tmp_path / "submit"  # the submitting machine: nothing of the run on its disk
     path = report.write_run_report(settings(), submit, storage_prefix=prefix)

@@ -13,7 +13,7 @@ import pytest
 from conftest import BIN, REPO, copy_workflow, run_demo, run_env
 
 from ensflow import receipts
-from ensflow.adapters import storage
+from ensflow.adapters.storage import Storage
 from ensflow.config import Settings, load_like_snakemake
 from ensflow.layout import forecast_filename, forecast_windows, input_filename
 from ensflow.ops import cli, retention, runlock
@@ -68,7 +68,6 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     put(work / "demo" / "opendata" / "20251120" / "00z" / "x.grib2", 700)
     (work / "elsewhere").mkdir()
     monkeypatch.chdir(work / "elsewhere")  # relative file:// URLs are the workdir's, not ours
-    storage.configure(storage.StorageOptions())
     return work
 
 
@@ -107,15 +106,6 @@ def purge(work: Path, cycle: str, *extra: str) -> int:
 
 def printed_items(text: str) -> dict[str, int]:
     return {m[2]: int(m[1]) for line in text.splitlines() if (m := ITEM_LINE.match(line))}
-
-
-def test_ensflow_names_are_the_names_the_workflow_writes():
-    assert retention.ensflow_name(f"input/{input_filename(7)}", CYCLE)
-    assert retention.ensflow_name(f"forecasts/{forecast_filename(CYCLE, 50, 720, 792)}", CYCLE)
-    assert not retention.ensflow_name(f"forecasts/{forecast_filename(OTHER, 1, 0, 72)}", CYCLE)
-    assert not retention.ensflow_name(f"input/{input_filename(1)}.bak", CYCLE)
-    assert not retention.ensflow_name(f"notes/{input_filename(1)}", CYCLE)
-    assert not retention.ensflow_name(input_filename(1), CYCLE)
 
 
 def test_plan_lists_exactly_the_cycles_lineage(work):
@@ -200,8 +190,9 @@ def test_a_live_run_on_the_cycle_is_refused(work, capsys, caplog):
 def test_an_object_that_survives_deletion_is_reported_and_its_receipts_kept(work, capsys, monkeypatch):
     plan = retention.plan_purge(settings(work), work)
     stuck = next(i for i in plan.receipted if "forecasts" in i.location)
-    real_delete = storage.delete
-    monkeypatch.setattr(storage, "delete", lambda url: None if url == stuck.location else real_delete(url))
+    real_delete = Storage.delete
+    monkeypatch.setattr(Storage, "delete",
+                        lambda self, url: None if url == stuck.location else real_delete(self, url))
     assert purge(work, CYCLE, "--yes") == 1
     out = capsys.readouterr().out
     receipts_dir = work / "results" / CYCLE / "receipts"
@@ -213,7 +204,7 @@ def test_an_object_that_survives_deletion_is_reported_and_its_receipts_kept(work
     assert not record["complete"]
     assert record["remaining_bytes"] == stuck.size + kept_receipts
 
-    monkeypatch.setattr(storage, "delete", real_delete)  # the receipts lead the next purge to it
+    monkeypatch.setattr(Storage, "delete", real_delete)  # the receipts lead the next purge to it
     assert "not in the plan" not in out
     assert purge(work, CYCLE, "--yes") == 0
     assert f"freed {stuck.size + kept_receipts} bytes" in capsys.readouterr().out
@@ -271,7 +262,7 @@ def ensflow_purge(work: Path, env: dict[str, str], *extra: str) -> subprocess.Co
 def test_demo_cycle_is_purged_from_the_gcs_bucket_and_disk(demo_run, monkeypatch):
     work, env = demo_run
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
-    storage.configure(storage.StorageOptions())
+    storage = Storage()
     prefix = f"gs://ensflow-test/retention/{DEMO_CYCLE}/"
     objects = {o.url: o.size for o in storage.list_prefix("gs://ensflow-test/retention/")}
     assert len(objects) == 2 + 2 * 11 and all(u.startswith(prefix) for u in objects)
@@ -305,6 +296,7 @@ def test_a_cluster_cycle_is_purged_from_the_storage_prefix(work, gcs_env, capsys
     under the storage prefix: they are the cycle's lineage there, and its receipts name
     the bucket objects to delete."""
     prefix = "gs://ensflow-test/purge-cluster"
+    storage = Storage()
     receipted, unreceipted, _ = expected_items(work, CYCLE)
     uploaded = {}
     for d in ("results", "logs", "benchmarks"):

@@ -3,16 +3,22 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from ensflow.errors import EnsflowError
+from ensflow.layout import Layout
 from ensflow.ops import scratch
+
+
+def member_dir(root, cycle, member):
+    return Path(Layout(scratch=str(root)).member_dir(cycle, member))
 
 
 def test_window_blocks_until_a_member_frees_its_slot(tmp_path):
     cyc = tmp_path / "20251127_0000"
-    m1, m2, m3 = (scratch.member_dir(tmp_path, "20251127_0000", m) for m in (1, 2, 3))
+    m1, m2, m3 = (member_dir(tmp_path, "20251127_0000", m) for m in (1, 2, 3))
     scratch.claim(m1, window=2)
     (m1 / "input.pkl").write_bytes(b"x")
     scratch.release_claim(m1)
@@ -30,7 +36,7 @@ def test_window_blocks_until_a_member_frees_its_slot(tmp_path):
 
 
 def test_failed_member_does_not_hold_a_slot(tmp_path):
-    m1, m2 = (scratch.member_dir(tmp_path, "c", m) for m in (1, 2))
+    m1, m2 = (member_dir(tmp_path, "c", m) for m in (1, 2))
     m1.mkdir(parents=True)
     (m1 / "a.grib").write_bytes(b"x")
     scratch.mark_failed(m1)
@@ -41,7 +47,7 @@ def test_failed_member_does_not_hold_a_slot(tmp_path):
 
 
 def test_claim_of_a_dead_process_is_stale(tmp_path):
-    m1, m2 = (scratch.member_dir(tmp_path, "c", m) for m in (1, 2))
+    m1, m2 = (member_dir(tmp_path, "c", m) for m in (1, 2))
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True)
     m1.mkdir(parents=True)
@@ -51,7 +57,7 @@ def test_claim_of_a_dead_process_is_stale(tmp_path):
 
 
 def test_timeout_names_the_holders(tmp_path):
-    m1, m2 = (scratch.member_dir(tmp_path, "c", m) for m in (1, 2))
+    m1, m2 = (member_dir(tmp_path, "c", m) for m in (1, 2))
     scratch.claim(m1, window=1)
     with pytest.raises(EnsflowError, match="member_001"):
         scratch.claim(m2, window=1, poll_s=0.01, timeout_s=0.1)

@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from ensflow import logs
-from ensflow.adapters import storage
 from ensflow.config import Settings
+from ensflow.layout import job_label
 
 
 def job_name(rule: str, wildcards: dict[str, str]) -> str:
     """`forecast member 001`, `preflight aifs`: what the log's start/done lines say."""
-    return " ".join([rule, *(f"{k} {v}" if k in ("member", "step", "batch") else v
-                             for k, v in wildcards.items() if k != "cycle")])
+    return " ".join(filter(None, [rule, job_label(wildcards)]))
 
 
 @contextlib.contextmanager
@@ -29,7 +28,4 @@ def job(smk: Any) -> Iterator[Settings]:
             "resources": {k: v for k, v in smk.resources.items()
                           if not k.startswith("_") and isinstance(v, int | float | str)}}
     with logs.step(job_name(smk.rule, wildcards), smk.log[0], smk.log.get("record"), meta):
-        settings = Settings.from_config(dict(smk.params.settings))
-        if settings.handed("gcs"):
-            storage.configure(storage.options_from(settings))
-        yield settings
+        yield Settings.from_config(dict(smk.params.settings))

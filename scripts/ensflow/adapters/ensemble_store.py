@@ -26,8 +26,10 @@ import numpy as np
 
 from ensflow import receipts
 from ensflow.adapters import safe_pickle
+from ensflow.adapters.storage import Storage
 from ensflow.cycle import HOURS_SINCE_1900
 from ensflow.errors import EnsflowError
+from ensflow.layout import store_branch, store_tag
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("ICECHUNK_LOG", "icechunk=error")
@@ -77,42 +79,21 @@ class SetupRecord:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def open_repo(url: str, create: bool = True, region: str | None = None,
-              endpoint_url: str | None = None) -> Any:
-    """An Icechunk repository at file://, s3:// or gs:// (credentials from the environment)."""
+def open_repo(url: str, storage: Storage, create: bool = True) -> Any:
+    """An Icechunk repository at file://, s3:// or gs://, reached as `storage` reaches
+    buckets (endpoint, region, credentials) and with its retries (Storage.icechunk_config)."""
     import icechunk
 
-    scheme, _, rest = url.partition("://")
-    if scheme == "file":
-        storage = icechunk.local_filesystem_storage(str(Path(rest).absolute()))
-    elif scheme == "s3":
-        bucket, _, prefix = rest.partition("/")
-        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-        storage = icechunk.s3_storage(
-            bucket=bucket, prefix=prefix or None, region=region or os.environ.get("AWS_REGION"),
-            endpoint_url=endpoint, allow_http=bool(endpoint and endpoint.startswith("http://")),
-            force_path_style=bool(endpoint), from_env=True)
-    elif scheme == "gs":
-        bucket, _, prefix = rest.partition("/")
-        storage = icechunk.gcs_storage(bucket=bucket, prefix=prefix or None, from_env=True)
-    else:
-        raise EnsflowError(f"store {url!r}: expected file://, s3:// or gs://")
+    where = storage.icechunk_storage(url)
+    config = storage.icechunk_config()
     if create:
-        return icechunk.Repository.open_or_create(storage)
-    return icechunk.Repository.open(storage)
-
-
-def run_branch(cycle: str) -> str:
-    return f"run/{cycle}"
-
-
-def cycle_tag(cycle: str) -> str:
-    return f"cycle-{cycle}"
+        return icechunk.Repository.open_or_create(where, config=config)
+    return icechunk.Repository.open(where, config=config)
 
 
 def published_snapshot(repo: Any, cycle: str) -> str | None:
     """The snapshot main published the cycle as, or None when main does not hold it."""
-    tag = cycle_tag(cycle)
+    tag = store_tag(cycle)
     if tag not in repo.list_tags():
         return None
     tagged = repo.lookup_tag(tag)
@@ -172,7 +153,7 @@ def setup(repo: Any, layout: Layout, cycle: str, time_value: int,
         log.info("setup of %s re-used from %s", cycle, record_path)
         return record
     _ensure_layout(repo, layout)
-    branch = run_branch(cycle)
+    branch = store_branch(cycle)
     main = repo.lookup_branch("main")
     published = published_snapshot(repo, cycle)
     if published:
@@ -181,7 +162,7 @@ def setup(repo: Any, layout: Layout, cycle: str, time_value: int,
         index = int(root["time"][:].tolist().index(time_value))
         record = SetupRecord(cycle, branch, main, published, index, time_value, True)
         receipts.write(record_path, asdict(record))
-        log.info("%s is already published as %s; batches will write nothing", cycle, cycle_tag(cycle))
+        log.info("%s is already published as %s; batches will write nothing", cycle, store_tag(cycle))
         return record
     if branch in repo.list_branches():
         tip = repo.lookup_branch(branch)
@@ -199,7 +180,7 @@ def setup(repo: Any, layout: Layout, cycle: str, time_value: int,
         index = int(times.tolist().index(time_value))
         if tip == main:
             raise PublishError(f"cycle {cycle} is already in main (time index {index}); "
-                               f"tag {cycle_tag(cycle)}")
+                               f"tag {store_tag(cycle)}")
     else:
         index = int(times.size)
         root["time"].resize((index + 1,))
@@ -225,7 +206,7 @@ def write_fork(repo: Any, record: SetupRecord, write: Callable[[Any, int], None]
         # archive's cycle is final, so the redone values go to the bucket files only.
         receipts.write(fork_path, {"cycle": record.cycle, "already_published": True})
         log.warning("%s is already published as %s; no fork written, the store keeps the "
-                    "published values", record.cycle, cycle_tag(record.cycle))
+                    "published values", record.cycle, store_tag(record.cycle))
         return
     tip = repo.lookup_branch(record.branch)
     if tip != record.setup_snapshot:
@@ -248,7 +229,7 @@ def publish(repo: Any, record: SetupRecord, fork_paths: Sequence[str | Path],
     """Merge forks, one commit, move main by compare-and-swap, tag, delete the run branch."""
     import zarr
 
-    tag = cycle_tag(record.cycle)
+    tag = store_tag(record.cycle)
     main = repo.lookup_branch("main")
     tagged = published_snapshot(repo, record.cycle)
     if tagged:

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ensflow.adapters import storage
 from ensflow.errors import OpenDataError
 from ensflow.layout import index_of, opendata_object
 
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from ensflow.adapters.opendata_catalogue import Product
+    from ensflow.adapters.storage import Storage
     from ensflow.config import OpenDataSettings
 
 
@@ -82,7 +82,7 @@ def parse_index(text: str, grib_url: str) -> list[Message]:
     return out
 
 
-def load_index(grib_url: str) -> list[Message]:
+def load_index(storage: Storage, grib_url: str) -> list[Message]:
     url = index_of(grib_url)
     try:
         text = storage.read_bytes(url).decode()
@@ -109,7 +109,7 @@ def select(messages: Iterable[Message], wanted: Iterable[Key]) -> dict[Key, Mess
     return {k: by_key[k] for k in wanted}
 
 
-def fetch(messages: list[Message]) -> list[bytes]:
+def fetch(storage: Storage, messages: list[Message]) -> list[bytes]:
     """Bytes of messages from one object, fetched as byte ranges."""
     urls = {m.url for m in messages}
     if len(urls) != 1:

@@ -14,14 +14,17 @@ import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ensflow.adapters import storage
+from ensflow import layout
 from ensflow.errors import EnsflowError
 from ensflow.layout import join_url
 from ensflow.science import quest
+
+if TYPE_CHECKING:
+    from ensflow.adapters.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,11 @@ class ClimatologyError(EnsflowError):
 
 def filename(var: str, valid: dt.date) -> str:
     """The quest's name for a variable's climatology for the week starting `valid`."""
-    return f"{var}_20yrCLIM_{AGGREGATION[var]}_quintiles_{valid:%Y%m%d}.nc"
+    return layout.climatology_name(var, AGGREGATION[var], valid)
 
 
 def remote_path(var: str, valid: dt.date) -> str:
-    """Its path on the quest's server (AI_WQ_package: /climatologies/{year}/{filename})."""
-    return f"climatologies/{valid:%Y}/{filename(var, valid)}"
+    return layout.climatology_remote_path(filename(var, valid), valid)
 
 
 def week_start(issue: dt.datetime, period: int) -> dt.date:
@@ -64,7 +66,8 @@ def source_url(source: str, var: str, valid: dt.date) -> str:
     return join_url(source, remote_path(var, valid))
 
 
-def fetch(source: str, var: str, valid: dt.date, dest: str | Path, password_env: str) -> None:
+def fetch(storage: Storage, source: str, var: str, valid: dt.date, dest: str | Path,
+          password_env: str) -> None:
     """Bring one file to `dest`: from the quest's server, or from a mirror of its layout."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

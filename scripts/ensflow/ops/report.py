@@ -19,6 +19,7 @@ from typing import Any
 
 from ensflow.config import Settings
 from ensflow.errors import EnsflowError
+from ensflow.layout import Layout
 from ensflow.ops.run_record import (
     CHAIN,
     GPU_RULE,
@@ -27,15 +28,13 @@ from ensflow.ops.run_record import (
     load_cycle,
     member_state,
     mirror_from_storage,
-    results_dir,
     shown_path,
 )
 from ensflow.provenance import code_version
+from ensflow.science.quest import products as quest_products
 
 log = logging.getLogger("ensflow.ops.report")
 
-REPORT_NAME = "report.html"
-MAPS_DIR = Path("quest") / "maps"
 
 
 # ------------------------------------------------------------------ numbers
@@ -189,7 +188,7 @@ def summarise(record: CycleRecord, settings: Settings) -> dict[str, Any]:
     cycle_jobs = [j for j in record.jobs if not j.shared and j.started]
     ends = [j.ended for j in cycle_jobs if j.ended]
     checkpoint = record.records.get("checkpoint", {})
-    maps_dir = record.results / MAPS_DIR
+    maps = Layout.of(settings).quest_maps(quest_products(settings.quest.variables), record.cycle)
     return {
         "cycle": record.cycle,
         "generated_at": dt.datetime.now().isoformat(sep=" ", timespec="seconds"),
@@ -211,7 +210,7 @@ def summarise(record: CycleRecord, settings: Settings) -> dict[str, Any]:
         "cost": cost(record, settings),
         "failures": [{"job": j.name, "log": job_row(j, record.workdir)["log"], "error": j.error,
                       "excerpt": j.excerpt} for j in record.jobs if j.status == "failed"],
-        "maps": sorted(p.name for p in maps_dir.glob("*.png")) if maps_dir.is_dir() else [],
+        "maps": [m for m in maps if (record.workdir / m).is_file()],
     }
 
 
@@ -334,18 +333,20 @@ def _failures_section(failures: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def _maps_section(maps_dir: Path, names: list[str]) -> str:
-    if not names:
+def _maps_section(root: Path, maps: list[str]) -> str:
+    if not maps:
         return "<p>No maps (the quest stage did not make any).</p>"
     figs = []
-    for name in names:
-        data = base64.b64encode((maps_dir / name).read_bytes()).decode("ascii")
+    for path in maps:
+        name = Path(path).name
+        data = base64.b64encode((root / path).read_bytes()).decode("ascii")
         figs.append(f'<figure><img alt="{_e(name)}" src="data:image/png;base64,{data}">'
                     f"<figcaption>{_e(name)}</figcaption></figure>")
     return "".join(figs)
 
 
-def render_html(summary: dict[str, Any], maps_dir: Path) -> str:
+def render_html(summary: dict[str, Any], root: Path) -> str:
+    """The page; the maps are read from under `root`, the run directory they are relative to."""
     s = summary
     unfinished = [j for j in s["jobs"] if j["status"] in ("running", "unknown") and not j["shared"]]
     note = ""
@@ -363,7 +364,7 @@ def render_html(summary: dict[str, Any], maps_dir: Path) -> str:
         "<h2>GPU-hours and cost</h2>", _cost_section(s["cost"]),
         "<h2>Failures</h2>", _failures_section(s["failures"]),
         "<h2>Jobs</h2>", _jobs_table(s["jobs"]),
-        "<h2>Maps</h2>", _maps_section(maps_dir, s["maps"]),
+        "<h2>Maps</h2>", _maps_section(root, s["maps"]),
         "</body></html>\n",
     ])
 
@@ -395,13 +396,10 @@ def build(settings: Settings, workdir: Path, output: Path | None = None,
     record = load_cycle(settings, source)
     if not any(not j.shared for j in record.jobs) and not record.receipts:
         return None
-    output = output or results_dir(settings, workdir) / REPORT_NAME
+    output = output or workdir / Layout.of(settings).report(settings.cycle)
     summary = summarise(record, settings)
-    numbers = output.with_suffix(".json")
-    if numbers == output:
-        numbers = output.with_name(output.name + ".json")
-    _write_atomic(numbers, json.dumps(summary, indent=1) + "\n")
-    _write_atomic(output, render_html(summary, record.results / MAPS_DIR))
+    _write_atomic(Layout.report_numbers(output), json.dumps(summary, indent=1) + "\n")
+    _write_atomic(output, render_html(summary, record.workdir))
     return output
 
 
@@ -430,7 +428,8 @@ def main_report(settings: Settings, workdir: Path, output: str | None,
     path = build(settings, workdir, out, storage_prefix)
     if path is None:
         where = f"{storage_prefix}/" if storage_prefix else f"{workdir}/"
-        raise EnsflowError(f"cycle {settings.cycle}: nothing to report (no logs under "
-                           f"{where}logs/{settings.cycle}, no receipts)")
+        records = Layout.of(settings).job_logs(settings.cycle)
+        raise EnsflowError(f"cycle {settings.cycle}: nothing to report (no job records under "
+                           f"{where}{records}, no receipts)")
     print(path)
     return 0

@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,17 +20,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ensflow import receipts
-from ensflow.adapters import storage
+from ensflow.adapters.storage import ObjectInfo, Storage
 from ensflow.config import Settings
 from ensflow.errors import EnsflowError, StorageError
-from ensflow.layout import join_url
-from ensflow.ops.run_record import mirror_dir, mirror_from_storage
+from ensflow.layout import (
+    Layout,
+    cycle_object,
+    cycle_of_object,
+    join_url,
+    mirror_dir,
+    store_tag,
+)
+from ensflow.ops.run_record import mirror_from_storage
 from ensflow.ops.runlock import active_pids
 from ensflow.provenance import code_version
 
 Kind = Literal["receipted", "unreceipted", "workflow", "local"]
-RECEIPT_GLOBS = ("input_member_*.json", "forecast_member_*.json")
-PREFLIGHT_PROBE = ".ensflow-preflight"  # preflight.check_bucket's probe, left by a killed preflight
 STORE_NOTE = (
     "Icechunk stores are archives of many cycles: purge keeps them. Retiring a cycle there "
     "means deleting its tag, expiring old snapshots and collecting garbage, a separate "
@@ -72,6 +76,7 @@ class PurgePlan:
     cycle: str
     workdir: Path
     prefixes: list[str]
+    storage: Storage  # the buckets, as the config reaches them
     receipted: list[Item] = field(default_factory=list)
     unreceipted: list[Item] = field(default_factory=list)
     workflow: list[Item] = field(default_factory=list)  # Snakemake's files under a storage prefix
@@ -155,22 +160,6 @@ def cycle_prefix(bucket_url: str, cycle: str, workdir: Path) -> str:
     return join_url(absolute_url(bucket_url, workdir), cycle) + "/"
 
 
-def ensflow_name(relative: str, cycle: str) -> bool:
-    """Whether a key under {bucket}/{cycle}/ is one ensflow writes (naming.py's names)."""
-    forecast = rf"forecasts/aifs_ens_forecast_{re.escape(cycle)}_member\d{{3}}_h\d{{3}}-\d{{3}}\.grib"
-    return bool(
-        re.fullmatch(r"input/input_state_member_\d{3}\.pkl", relative)
-        or re.fullmatch(forecast, relative)
-        or relative == PREFLIGHT_PROBE
-    )
-
-
-def _prefix_of_receipted(url: str, cycle: str) -> str | None:
-    """The {bucket}/{cycle}/ a receipted object sits under, if it has ensflow's layout."""
-    head, sep, tail = url.rpartition(f"/{cycle}/")
-    return head + sep if sep and ensflow_name(tail, cycle) else None
-
-
 # ---------------------------------------------------------------- plan
 
 
@@ -178,7 +167,7 @@ def _receipt_urls(path: Path) -> list[str]:
     return [o["url"] for o in receipts.objects(receipts.read(path))]
 
 
-def _list(prefix: str) -> list[storage.ObjectInfo]:
+def _list(storage: Storage, prefix: str) -> list[ObjectInfo]:
     try:
         return storage.list_prefix(prefix)
     except EnsflowError:
@@ -207,11 +196,13 @@ def _walk(root: Path, skip: list[Path]) -> tuple[list[tuple[Path, int]], list[Pa
     return sorted(files), skipped
 
 
-def _stores(settings: Settings, workdir: Path, results: Path) -> list[Kept]:
+def _stores(settings: Settings, workdir: Path, source: Path) -> list[Kept]:
     kept = []
-    for stage, section in (("cgan", settings.cgan), ("quest", settings.quest)):
-        published = results / stage / "published.json"
-        tag = f"cycle-{settings.cycle}"
+    layout, cycle = Layout.of(settings), settings.cycle
+    for stage, section, record in (("cgan", settings.cgan, layout.cgan_published(cycle)),
+                                   ("quest", settings.quest, layout.quest_published(cycle))):
+        published = source / record
+        tag = store_tag(cycle)
         if published.is_file():
             rec = receipts.read(published)
             store, tag = rec.get("store", section.store), rec.get("tag", tag)
@@ -225,12 +216,12 @@ def _stores(settings: Settings, workdir: Path, results: Path) -> list[Kept]:
     return kept
 
 
-def _demo_inputs(settings: Settings, workdir: Path, results: Path) -> list[Kept]:
+def _demo_inputs(settings: Settings, workdir: Path, source: Path) -> list[Kept]:
     if not settings.synthetic:
         return []
     root = settings.opendata.root
     dirs: set[str] = set()
-    mirror = results / "demo_mirror.json"
+    mirror = source / Layout.of(settings).demo_mirror_record(settings.cycle)
     if mirror.is_file() and root.startswith("file://"):
         base = root.removeprefix("file://").rstrip("/") + "/"
         for obj in receipts.read(mirror).get("objects", []):
@@ -250,38 +241,36 @@ def plan_purge(settings: Settings, workdir: Path, storage_prefix: str | None = N
     receipts are read from there and its results, logs and benchmarks there are part of it.
     """
     workdir = Path(os.path.abspath(workdir))
-    cycle = settings.cycle
-    results_base = local_path(settings.results, workdir)
-    results = results_base / cycle
+    layout, cycle = Layout.of(settings), settings.cycle
     configured = cycle_prefix(settings.bucket, cycle, workdir)
-    receipt_dir = results / "receipts"
     mirror = mirror_dir(workdir, cycle)
+    source = workdir  # where the run's receipts and publish records are read
     workflow_prefixes: list[str] = []
     if storage_prefix:
         sp = storage_prefix.rstrip("/")
-        rel_results = str(settings.results).strip("/")
-        workflow_prefixes = [f"{sp}/{rel_results}/{cycle}/", f"{sp}/logs/{cycle}/",
-                             f"{sp}/benchmarks/{cycle}/"]
-        mirror_from_storage(sp, settings, workdir)
-        results = mirror / rel_results / cycle  # receipts and publish records, as the run left them
-        receipt_dir = results / "receipts"
-    plan = PurgePlan(cycle=cycle, workdir=workdir, prefixes=[configured], receipt_dir=receipt_dir,
+        workflow_prefixes = [f"{sp}/{root.strip('/')}/" for root in layout.workflow_roots(cycle)]
+        source = mirror_from_storage(sp, settings, workdir)  # as the run left them
+    receipt_dir = source / layout.receipts(cycle)
+    storage = Storage.from_settings(settings)
+    plan = PurgePlan(cycle=cycle, workdir=workdir, prefixes=[configured], storage=storage,
+                     receipt_dir=receipt_dir,
                      active=active_pids(workdir, cycle),
-                     record_path=results_base / "purged" / f"{cycle}.json")
+                     record_path=local_path(layout.purge_record(cycle), workdir))
+    if storage_prefix:
+        plan.workflow_receipts = f"{storage_prefix.rstrip('/')}/{layout.receipts(cycle).strip('/')}/"
 
     receipted: dict[str, str] = {}  # url -> receipt file name
-    for pattern in RECEIPT_GLOBS:
-        for path in sorted(receipt_dir.glob(pattern)) if receipt_dir.is_dir() else []:
-            try:
-                urls = _receipt_urls(path)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                plan.warnings.append(f"receipt {path} unreadable ({exc}); its objects are found "
-                                     "by name only")
-                continue
-            for url in urls:
-                receipted.setdefault(absolute_url(url, workdir), path.name)
+    for path in layout.receipt_files(source, cycle):
+        try:
+            urls = _receipt_urls(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            plan.warnings.append(f"receipt {path} unreadable ({exc}); its objects are found "
+                                 "by name only")
+            continue
+        for url in urls:
+            receipted.setdefault(absolute_url(url, workdir), path.name)
     for url in receipted:
-        prefix = _prefix_of_receipted(url, cycle)
+        prefix = cycle_of_object(url, cycle)
         if prefix and prefix not in plan.prefixes:
             plan.prefixes.append(prefix)
             plan.warnings.append(f"receipts name objects under {prefix}, not under the configured "
@@ -289,12 +278,12 @@ def plan_purge(settings: Settings, workdir: Path, storage_prefix: str | None = N
 
     listed: dict[str, int] = {}
     for prefix in plan.prefixes:
-        for info in _list(prefix):
+        for info in _list(storage, prefix):
             listed[info.url] = info.size
             relative = info.url.removeprefix(prefix)
             if info.url in receipted:
                 continue
-            if ensflow_name(relative, cycle):
+            if cycle_object(relative, cycle):
                 plan.unreceipted.append(Item("unreceipted", info.url, info.size, "no receipt"))
             else:
                 plan.kept.append(Kept(info.url, FOREIGN, f"{info.size} bytes"))
@@ -310,16 +299,12 @@ def plan_purge(settings: Settings, workdir: Path, storage_prefix: str | None = N
 
     for prefix in workflow_prefixes:
         plan.workflow.extend(Item("workflow", info.url, info.size, "Snakemake's file")
-                             for info in _list(prefix))
-    if workflow_prefixes:
-        plan.workflow_receipts = workflow_prefixes[0] + "receipts/"
-
-    stores = _stores(settings, workdir, results)
+                             for info in _list(storage, prefix))
+    stores = _stores(settings, workdir, source)
     plan.kept.extend(stores)
     store_dirs = [p for k in stores if (p := _file_url_path(k.location))]
     bucket_dirs = [p for prefix in plan.prefixes if (p := _file_url_path(prefix.rstrip("/")))]
-    roots = [results_base / cycle, workdir / "logs" / cycle, workdir / "benchmarks" / cycle,
-             local_path(settings.scratch, workdir) / cycle, mirror]
+    roots = [*(local_path(r, workdir) for r in layout.cycle_roots(cycle)), mirror]
     for root in dict.fromkeys(roots):
         if not os.path.lexists(root) or any(r in root.parents for r in plan.local_roots):
             continue
@@ -330,7 +315,7 @@ def plan_purge(settings: Settings, workdir: Path, storage_prefix: str | None = N
         files, skipped = _walk(root, store_dirs)
         plan.local.extend(Item("local", str(p), size) for p, size in files)
         plan.kept.extend(Kept(str(s), ARCHIVE, "an Icechunk store") for s in skipped)
-    plan.kept.extend(_demo_inputs(settings, workdir, results))
+    plan.kept.extend(_demo_inputs(settings, workdir, source))
     return plan
 
 
@@ -361,7 +346,7 @@ def _parallel(fn: Callable[[Item], str | None], items: list[Item]) -> list[str |
         return list(pool.map(fn, items))
 
 
-def _delete_object(item: Item) -> str | None:
+def _delete_object(storage: Storage, item: Item) -> str | None:
     try:
         storage.delete(item.location)
     except Exception as exc:
@@ -369,7 +354,7 @@ def _delete_object(item: Item) -> str | None:
     return None
 
 
-def _still_there(item: Item) -> str | None:
+def _still_there(storage: Storage, item: Item) -> str | None:
     """'' when the object is gone, else why it counts as still there."""
     try:
         return "" if storage.stat(item.location) is None else "still in the bucket"
@@ -384,11 +369,17 @@ def execute_purge(plan: PurgePlan) -> PurgeResult:
         raise CycleInUseError(
             f"cycle {plan.cycle} is in use by a live run in {plan.workdir} "
             f"(pid {', '.join(map(str, active))}); nothing deleted")
-    errors = [e for e in _parallel(_delete_object, plan.bucket_items) if e]
+    def delete(item: Item) -> str | None:
+        return _delete_object(plan.storage, item)
+
+    def still_there(item: Item) -> str | None:
+        return _still_there(plan.storage, item)
+
+    errors = [e for e in _parallel(delete, plan.bucket_items) if e]
     for prefix in plan.prefixes:
         if (path := _file_url_path(prefix.rstrip("/"))) is not None:
             _prune_dirs(path)
-    checks = _parallel(_still_there, plan.bucket_items)
+    checks = _parallel(still_there, plan.bucket_items)
     freed = [i for i, c in zip(plan.bucket_items, checks, strict=True) if c == ""]
     remaining = [Item(i.kind, i.location, i.size, c or "")
                  for i, c in zip(plan.bucket_items, checks, strict=True) if c]
@@ -398,8 +389,8 @@ def execute_purge(plan: PurgePlan) -> PurgeResult:
     if plan.workflow:
         keep_url = plan.workflow_receipts if remaining else None
         wanted = [i for i in plan.workflow if not (keep_url and i.location.startswith(keep_url))]
-        errors += [e for e in _parallel(_delete_object, wanted) if e]
-        checks = _parallel(_still_there, plan.workflow)
+        errors += [e for e in _parallel(delete, wanted) if e]
+        checks = _parallel(still_there, plan.workflow)
         for item, check in zip(plan.workflow, checks, strict=True):
             if check == "":
                 freed.append(item)
@@ -538,7 +529,6 @@ def format_result(result: PurgeResult) -> str:
 
 def main_purge(settings: Settings, workdir: Path, delete: bool, storage_prefix: str | None = None) -> int:
     """Dry-run by default; with delete, refuse a live cycle and exit 1 unless all is gone."""
-    storage.configure(storage.options_from(settings))
     plan = plan_purge(settings, workdir, storage_prefix)
     if plan.empty:
         msg = (f"cycle {plan.cycle}: nothing to purge (no receipts, no ensflow objects under "

@@ -17,9 +17,8 @@ from typing import Any, Literal
 
 from ensflow import receipts
 from ensflow.config import Settings
+from ensflow.layout import JOB_FILE_SUFFIXES, JobFiles, Layout, job_label, mirror_dir
 
-LOGS = "logs"
-BENCHMARKS = "benchmarks"
 # Per-member chain, in order: what a member needs before its forecast is in the bucket.
 CHAIN = ("prepare_input", "fetch_input", "forecast", "upload")
 GPU_RULE = "forecast"
@@ -125,26 +124,25 @@ def _when(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
 
-def read_record(path: Path, excerpt_lines: int = 20, shared: bool = False) -> Job | None:
-    """A job from the record its job wrote (`logs/<cycle>/<rule>/<label>.json`)."""
-    data = receipts.read_if_any(path)
+def read_record(files: JobFiles, excerpt_lines: int = 20) -> Job | None:
+    """A job from the record its job wrote beside its log (ensflow.logs.step)."""
+    data = receipts.read_if_any(files.record)
     if data is None or "rule" not in data:
         return None
-    wildcards = {k: v for k, v in (data.get("wildcards") or {}).items() if k != "cycle"}
-    label = "_".join(f"{k}_{v}" if k in ("member", "step", "batch") else v
-                     for k, v in wildcards.items()) or None
+    wildcards = data.get("wildcards") or {}
+    label = job_label(wildcards) or None
     member = int(wildcards["member"]) if "member" in wildcards else None
     started, ended = _when(data.get("started")), _when(data.get("ended"))
     status: JobStatus = data.get("status") if data.get("status") in ("done", "failed", "running") \
         else "unknown"
     seconds = data.get("seconds")
-    log_path = path.with_suffix(".log")
+    log_path = files.log
     if status == "running" and started:  # still going, or killed: its last heartbeat
         seconds = max(0.0, ((_when(data.get("last_seen")) or started) - started).total_seconds())
     excerpt = _tail_lines(log_path, excerpt_lines) if status == "failed" else []
     return Job(rule=data["rule"], label=label, member=member, status=status, started=started,
                ended=ended, seconds=seconds, log=log_path, error=data.get("error"),
-               excerpt=excerpt, shared=shared, threads=int(data.get("threads") or 1))
+               excerpt=excerpt, shared=files.shared, threads=int(data.get("threads") or 1))
 
 
 def _number(text: str) -> float | None:
@@ -180,15 +178,13 @@ def shown_path(path: Path, workdir: Path) -> str:
         return str(path)
 
 
-def _job_from(path: Path, records_dir: Path, benchmarks_dir: Path, excerpt_lines: int,
-              shared: bool) -> Job | None:
-    """A job's record and, where its rule has one, its benchmark (same relative path)."""
-    job = read_record(path, excerpt_lines, shared)
+def _job_from(files: JobFiles, excerpt_lines: int) -> Job | None:
+    """A job's record and, where its rule has one, its benchmark."""
+    job = read_record(files, excerpt_lines)
     if job is None:
         return None
-    bench = benchmarks_dir / path.relative_to(records_dir).with_suffix(".tsv")
-    if bench.is_file() and not _older_than(bench, job.started):
-        job = replace(job, benchmark=read_benchmark(bench))
+    if files.benchmark.is_file() and not _older_than(files.benchmark, job.started):
+        job = replace(job, benchmark=read_benchmark(files.benchmark))
     return job
 
 
@@ -200,19 +196,9 @@ def _older_than(path: Path, started: dt.datetime | None) -> bool:
     return written < started - dt.timedelta(seconds=1)
 
 
-def read_jobs(workdir: Path, cycle: str, excerpt_lines: int = 20) -> list[Job]:
-    """Every job with a record for this cycle, plus cycle-less ones (logs/*.json), by start."""
-    logs = workdir / LOGS
-    jobs: list[Job] = []
-    cycle_logs = logs / cycle
-    if cycle_logs.is_dir():
-        for path in sorted(cycle_logs.rglob("*.json")):
-            if job := _job_from(path, cycle_logs, workdir / BENCHMARKS / cycle, excerpt_lines, False):
-                jobs.append(job)
-    if logs.is_dir():
-        for path in sorted(logs.glob("*.json")):
-            if job := _job_from(path, logs, workdir / BENCHMARKS, excerpt_lines, True):
-                jobs.append(job)
+def read_jobs(layout: Layout, workdir: Path, cycle: str, excerpt_lines: int = 20) -> list[Job]:
+    """Every job with a record for this cycle, plus those of no one cycle, by start."""
+    jobs = [j for f in layout.job_files(workdir, cycle) if (j := _job_from(f, excerpt_lines))]
     far = dt.datetime.max
     jobs.sort(key=lambda j: (j.started or far, j.rule, j.label or ""))
     return jobs
@@ -233,42 +219,31 @@ def _receipt(kind: Literal["input", "forecast"], path: Path, data: dict[str, Any
                    uploaded=uploaded, skipped=skipped)
 
 
-RECORDS = {
-    "checkpoint": "checkpoint.json",
-    "cgan_published": "cgan/published.json",
-    "quest_published": "quest/published.json",
-    "quest_sanity": "quest/sanity.json",
-}
-
-
-def results_dir(settings: Settings, workdir: Path) -> Path:
-    return workdir / settings.results / settings.cycle
-
-
 def load_cycle(settings: Settings, workdir: Path) -> CycleRecord:
     """Read a cycle's logs, benchmarks, receipts and records; missing pieces are just absent."""
     workdir = Path(workdir)
-    results = results_dir(settings, workdir)
-    excerpt = settings.report.log_excerpt_lines
-    jobs = read_jobs(workdir, settings.cycle, excerpt)
+    layout, cycle = Layout.of(settings), settings.cycle
+    results = workdir / layout.cycle_results(cycle)
+    jobs = read_jobs(layout, workdir, cycle, settings.report.log_excerpt_lines)
     found_receipts: list[Receipt] = []
     uploads: set[int] = set()
     inputs: set[int] = set()
-    receipt_dir = results / "receipts"
-    if receipt_dir.is_dir():
-        kinds: tuple[tuple[Literal["input", "forecast"], set[int]], ...] = (
-            ("input", inputs), ("forecast", uploads))
-        for kind, found in kinds:
-            for path in sorted(receipt_dir.glob(f"{kind}_member_*.json")):
-                data = receipts.read_if_any(path)
-                if data is None:
-                    continue
-                receipt = _receipt(kind, path, data)
-                found_receipts.append(receipt)
-                if receipt.member is not None:
-                    found.add(receipt.member)
-    records = {key: data for key, rel in RECORDS.items()
-               if (data := receipts.read_if_any(results / rel))}
+    kinds: tuple[tuple[Literal["input", "forecast"], Any, set[int]], ...] = (
+        ("input", layout.input_receipt, inputs), ("forecast", layout.upload_receipt, uploads))
+    for kind, receipt_of, found in kinds:
+        for member in settings.members:
+            path = workdir / receipt_of(cycle, member)
+            if (data := receipts.read_if_any(path)) is None:
+                continue
+            receipt = _receipt(kind, path, data)
+            found_receipts.append(receipt)
+            found.add(receipt.member if receipt.member is not None else member)
+    record_paths = {"checkpoint": layout.checkpoint_record(cycle),
+                    "cgan_published": layout.cgan_published(cycle),
+                    "quest_published": layout.quest_published(cycle),
+                    "quest_sanity": layout.quest_sanity(cycle)}
+    records = {key: data for key, rel in record_paths.items()
+               if (data := receipts.read_if_any(workdir / rel))}
     return CycleRecord(cycle=settings.cycle, workdir=workdir, results=results,
                        members=list(settings.members), jobs=jobs, receipts=found_receipts,
                        upload_receipts=uploads, input_receipts=inputs, records=records)
@@ -307,15 +282,6 @@ def member_state(record: CycleRecord, member: int) -> MemberState:
     return "waiting"
 
 
-# What the report and status read; products (NetCDF, forks, npz) stay in storage.
-MIRRORED_SUFFIXES = (".log", ".tsv", ".json", ".png")
-
-
-def mirror_dir(workdir: Path, cycle: str) -> Path:
-    """Where a cluster run's files are copied on the submitting machine."""
-    return Path(workdir) / ".snakemake" / "ensflow-mirror" / cycle
-
-
 def mirror_from_storage(prefix: str, settings: Settings, workdir: Path) -> Path:
     """Copy a cycle's logs, benchmarks and records from Snakemake's storage prefix to its
     `mirror_dir` under `workdir`, and return that.
@@ -323,20 +289,19 @@ def mirror_from_storage(prefix: str, settings: Settings, workdir: Path) -> Path:
     On a cluster (`--default-storage-provider`) every job's files live under the prefix, not
     on the submitting machine; a local mirror with the same layout lets the same code read them.
     """
-    from ensflow.adapters import storage
+    from ensflow.adapters.storage import Storage
 
-    storage.ensure_configured(storage.options_from(settings))
+    storage = Storage.from_settings(settings)
     dest = mirror_dir(workdir, settings.cycle)
     prefix = prefix.rstrip("/")
-    cycle = settings.cycle
-    results = settings.results.strip("/")
-    for sub in (f"{LOGS}/{cycle}", f"{BENCHMARKS}/{cycle}", f"{LOGS}", f"{results}/{cycle}"):
-        base = f"{prefix}/{sub}/"
-        for info in storage.list_prefix(base):
+    layout, cycle = Layout.of(settings), settings.cycle
+    shared = layout.logs.strip("/")  # records of no one cycle, directly under it
+    for sub in (*(r.strip("/") for r in layout.workflow_roots(cycle)), shared):
+        for info in storage.list_prefix(f"{prefix}/{sub}/"):
             relative = info.url[len(f"{prefix}/"):]
-            if sub == LOGS and "/" in relative[len(LOGS) + 1:]:
-                continue  # only the cycle-less logs/*.log at this level
-            if not relative.endswith(MIRRORED_SUFFIXES):
+            if sub == shared and "/" in relative.removeprefix(f"{sub}/"):
+                continue  # only the records of no one cycle at this level
+            if not relative.endswith(JOB_FILE_SUFFIXES):
                 continue
             local = dest / relative
             if local.is_file() and local.stat().st_size == info.size and not relative.endswith(".log"):

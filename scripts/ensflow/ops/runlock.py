@@ -22,9 +22,7 @@ from typing import IO, Any
 
 from ensflow import receipts
 from ensflow.errors import EnsflowError
-
-LOCK_FILE = Path(".snakemake") / "ensflow-run.lock"
-SNAKEMAKE_LOCKS = Path(".snakemake") / "locks"
+from ensflow.layout import run_lock, snakemake_locks
 
 
 @dataclass
@@ -66,7 +64,7 @@ def _try_flock(f: IO[str], attempts: int) -> bool:
 
 def claim(workdir: Path, cycle: str) -> RunLock:
     """Take the directory's run lock for the life of this process, or say who has it."""
-    path = Path(workdir) / LOCK_FILE
+    path = run_lock(Path(workdir))
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")  # noqa: SIM115 (held for the life of the run)
     if not _try_flock(f, attempts=5):
@@ -77,18 +75,18 @@ def claim(workdir: Path, cycle: str) -> RunLock:
     json.dump({"pid": os.getpid(), "cycle": cycle,
                "started": dt.datetime.now().isoformat(timespec="seconds")}, f)
     f.flush()
-    stale = sorted((Path(workdir) / SNAKEMAKE_LOCKS).glob("*.lock"))
+    stale = sorted(snakemake_locks(Path(workdir)))
     for lock in stale:
         lock.unlink(missing_ok=True)
     if stale:
         print("ensflow: removed Snakemake's lock left by a run that died (no live run holds "
-              f"{LOCK_FILE}); resuming", file=sys.stderr)
+              f"{run_lock(Path())}); resuming", file=sys.stderr)
     return RunLock(path, f, None)
 
 
 def holder(workdir: Path) -> dict[str, Any] | None:
     """The live run that holds this directory's lock ({pid, cycle, started}), or None."""
-    path = Path(workdir) / LOCK_FILE
+    path = run_lock(Path(workdir))
     if not path.is_file():
         return None
     with open(path) as f:

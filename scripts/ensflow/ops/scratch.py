@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ensflow.errors import EnsflowError
+from ensflow.layout import MEMBER_DIR, WINDOW_LOCK
 
 log = logging.getLogger(__name__)
 CLAIM = ".claim"
@@ -41,10 +42,6 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True  # no /proc here: trust the signal
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def member_dir(scratch: str | Path, cycle: str, member: int) -> Path:
-    return Path(scratch) / cycle / f"member_{member:03d}"
 
 
 @contextlib.contextmanager
@@ -83,13 +80,14 @@ def occupied(directory: Path) -> bool:
 def occupants(scratch_cycle: Path, exclude: Path | None = None) -> list[Path]:
     if not scratch_cycle.is_dir():
         return []
-    return sorted(d for d in scratch_cycle.glob("member_*") if d != exclude and occupied(d))
+    members = scratch_cycle.glob(MEMBER_DIR.format(member="*"))
+    return sorted(d for d in members if d != exclude and occupied(d))
 
 
 def claim(directory: Path, window: int, poll_s: float = 1.0, timeout_s: float = 6 * 3600) -> None:
     """Wait until fewer than `window` other members hold files, then take a slot."""
     directory = Path(directory)
-    lock = directory.parent / ".window.lock"
+    lock = directory.parent / WINDOW_LOCK
     started = time.monotonic()
     last_note = 0.0
     while True:

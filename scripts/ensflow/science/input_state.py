@@ -20,6 +20,7 @@ from ensflow.adapters.opendata import OpenDataLayout
 from ensflow.adapters.opendata_catalogue import Catalogue
 from ensflow.adapters.opendata_catalogue import load as load_catalogue
 from ensflow.adapters.opendata_requests import FieldRequest
+from ensflow.adapters.storage import Storage
 from ensflow.errors import InputStateError, OpenDataError
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def check_source(request: FieldRequest, msg: opendata.Message, blob: bytes,
                                   f"plausible {lo:g}..{hi:g} for {request.field.param}")
 
 
-def build(info: CheckpointInfo, cycle_time: dt.datetime, number: int,
+def build(storage: Storage, info: CheckpointInfo, cycle_time: dt.datetime, number: int,
           layout: OpenDataLayout) -> dict[str, Any]:
     """The input state of one member from open data at both input dates.
 
@@ -71,7 +72,7 @@ def build(info: CheckpointInfo, cycle_time: dt.datetime, number: int,
             by_url.setdefault(r.url(layout), []).append(r)
         nbytes = 0
         for url, requests in by_url.items():
-            index = opendata.load_index(url)
+            index = opendata.load_index(storage, url)
             listed = {(m.param, m.levtype, m.levelist, m.number) for m in index}
             missing = [r.describe() for r in requests if r.key not in listed]
             if missing:
@@ -80,7 +81,7 @@ def build(info: CheckpointInfo, cycle_time: dt.datetime, number: int,
                                     f"{'; '.join(missing[:10])}{more}")
             chosen = opendata.select(index, [r.key for r in requests])
             wanted = [chosen[r.key] for r in requests]
-            for r, msg, blob in zip(requests, wanted, opendata.fetch(wanted), strict=True):
+            for r, msg, blob in zip(requests, wanted, opendata.fetch(storage, wanted), strict=True):
                 on_grid = regrid.regrid_message(blob, info.grid)
                 values = grib_decode.decode(on_grid, msg.label())
                 check_source(r, msg, blob, values, catalogue)

@@ -41,6 +41,11 @@ QUINTILES = np.array([0.2, 0.4, 0.6, 0.8, 1.0])
 PERIODS = (1, 2)
 
 
+def products(variables: list[str]) -> list[tuple[str, int]]:
+    """(variable, period) of every submission, in the order rules list their files."""
+    return [(v, p) for v in variables for p in PERIODS]
+
+
 @dataclass(frozen=True)
 class QuestVar:
     """A submission variable and the model field behind it."""
@@ -258,14 +263,19 @@ def from_grib_files(paths: list[str | Path], variables: list[QuestVar],
     return fields
 
 
-def save_member_fields(path: str | Path, fields: dict[str, np.ndarray], steps: list[int],
-                       cycle: str, member: int, source: str) -> None:
+def save_fields(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz whole or absent (written aside, then renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.npz")
-    np.savez(tmp, steps=np.asarray(steps), **fields,
-             meta=np.asarray(json.dumps({"cycle": cycle, "member": member, "source": source})))
+    np.savez(tmp, **arrays)
     os.replace(tmp, path)
+
+
+def save_member_fields(path: str | Path, fields: dict[str, np.ndarray], steps: list[int],
+                       cycle: str, member: int, source: str) -> None:
+    meta = json.dumps({"cycle": cycle, "member": member, "source": source})
+    save_fields(path, {"steps": np.asarray(steps), **fields, "meta": np.asarray(meta)})
 
 
 def load_member_fields(path: str | Path) -> tuple[dict[str, np.ndarray], list[int], dict[str, Any]]:
@@ -277,10 +287,6 @@ def load_member_fields(path: str | Path) -> tuple[dict[str, np.ndarray], list[in
 
 
 # ------------------------------------------------------------------ products
-
-
-def submission_name(var: str, issue: dt.datetime, period: int, team: str, model: str) -> str:
-    return f"{var}_{issue:%Y%m%d}_p{period}_{team}_{model}.nc"
 
 
 def submission_array(probs: np.ndarray, var: QuestVar, issue: dt.datetime, period: int,

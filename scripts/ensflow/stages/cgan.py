@@ -9,6 +9,7 @@ netcdf → ensemble mean and standard deviation, `IFS_YYYYMMDD_HHz_cgan.nc`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -21,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from ensflow import receipts
-from ensflow.adapters import ensemble_store, grib_decode, opendata, storage
+from ensflow.adapters import ensemble_store, grib_decode, opendata
 from ensflow.adapters.opendata_catalogue import load as load_catalogue
+from ensflow.adapters.storage import Storage
 from ensflow.config import Settings
-from ensflow.cycle import HOURS_SINCE_1900, cycle_datetime, hours_since_1900
+from ensflow.cycle import HOURS_SINCE_1900, hours_since_1900
 from ensflow.errors import OpenDataError
 from ensflow.provenance import code_version, record
 from ensflow.science.cgan_plan import (
@@ -41,12 +43,14 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------ index
 
 
-def select_step(plan: Plan, step: int, out: str | Path) -> None:
+def select_step(settings: Settings, step: int, out: str | Path) -> None:
     """The messages of one step that the cycle needs, per object; every missing one is listed."""
+    plan = plan_from(settings)
+    storage = Storage.from_settings(settings)
     catalogue = load_catalogue()
     objects = []
     for url, members in plan.objects(step).items():
-        messages = opendata.load_index(url)
+        messages = opendata.load_index(storage, url)
         wanted = [(v, m) for v in plan.variables if step in plan.fetch_steps(v) for m in members]
         for v, m in wanted:
             catalogue.check(plan.base, plan.product(m), v.field, step)
@@ -108,17 +112,19 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 Entry = tuple[str, int, int, int, int]  # var, member, step, offset, length
 TASK_MESSAGES = 12  # messages per worker task: enough to coalesce ranges, small enough to balance
+_WORKER_STORAGES: dict[Storage, Storage] = {}  # in a worker: equal settings, one set of clients
 
 
-def fetch_decode(task: tuple[str, list[Entry], dict[str, float], storage.StorageOptions]
+def fetch_decode(task: tuple[str, list[Entry], dict[str, float], Storage]
                  ) -> list[tuple[str, int, int, np.ndarray]]:
     """In a worker: fetch a group of byte ranges of one object, decode and cut each message.
 
     Workers fetch for themselves so the megabytes of GRIB never cross a process boundary;
-    only the small regional arrays come back.
+    only the small regional arrays come back. The Storage arrives pickled, settings only;
+    a worker keeps the first one it gets, so its tasks share its connections.
     """
-    url, entries, region, options = task
-    storage.ensure_configured(options)
+    url, entries, region, storage = task
+    storage = _WORKER_STORAGES.setdefault(storage, storage)
     parts = storage.read_ranges(url, [(off, n) for _, _, _, off, n in entries])
     name = url.rsplit("/", 1)[-1]
     return [(var, member, step,
@@ -151,8 +157,8 @@ def deaccumulate(values: np.ndarray, axis: int = -3, nonnegative: bool = True) -
     return out
 
 
-def build_batch(plan: Plan, members: tuple[int, ...], index_files: list[str | Path],
-                workers: int) -> dict[str, np.ndarray]:
+def build_batch(storage: Storage, plan: Plan, members: tuple[int, ...],
+                index_files: list[str | Path], workers: int) -> dict[str, np.ndarray]:
     """Arrays per variable, shape (members, steps, lat, lon), float32."""
     started = time.perf_counter()
     pos = {m: i for i, m in enumerate(members)}
@@ -161,9 +167,8 @@ def build_batch(plan: Plan, members: tuple[int, ...], index_files: list[str | Pa
     count = 0
     tasks = batch_tasks(index_files, members)
     nbytes = sum(n for _, entries in tasks for *_, n in entries)
-    options = storage.current_options()
     with _pool(workers) as pool:
-        futures = [pool.submit(fetch_decode, (url, entries, plan.region, options))
+        futures = [pool.submit(fetch_decode, (url, entries, plan.region, storage))
                    for url, entries in tasks]
         for fut in as_completed(futures):
             for name, member, step, values in fut.result():
@@ -220,10 +225,13 @@ def layout(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool) -> e
 
 
 def store_from(settings: Settings) -> Any:
+    """The archive store, reached as the buckets are; on its own S3 server when
+    `cgan.store_endpoint_url` names one."""
     c = settings.cgan
-    od = settings.opendata
-    return ensemble_store.open_repo(c.store, region=od.region,
-                                    endpoint_url=c.store_endpoint_url)
+    storage = Storage.from_settings(settings)
+    if c.store_endpoint_url:
+        storage = dataclasses.replace(storage, s3_endpoint_url=c.store_endpoint_url)
+    return ensemble_store.open_repo(c.store, storage)
 
 
 def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
@@ -231,7 +239,8 @@ def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
     idx = receipts.read(index_file)
     obj = idx["objects"][0]
     first = obj["messages"][0]
-    buf = storage.read_ranges(obj["url"], [(first["offset"], first["length"])])[0]
+    buf = Storage.from_settings(settings).read_ranges(
+        obj["url"], [(first["offset"], first["length"])])[0]
     lats, lons = region_coords(buf, plan.region)
     ensemble_store.setup(store_from(settings), layout(plan, lats, lons, settings.synthetic),
                          plan.cycle, hours_since_1900(plan.base), out)
@@ -241,7 +250,7 @@ def write_batch(settings: Settings, batch: int, index_files: list[str | Path], w
                 setup_record: str | Path, fork_path: str | Path) -> None:
     plan = plan_from(settings)
     members = plan.batches()[batch]
-    arrays = build_batch(plan, members, index_files, workers)
+    arrays = build_batch(Storage.from_settings(settings), plan, members, index_files, workers)
     record = ensemble_store.SetupRecord.load(setup_record)
 
     def write(root: Any, t: int) -> None:
@@ -270,12 +279,6 @@ def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str |
 
 
 # ------------------------------------------------------------------ product
-
-
-def netcdf_name(cycle: str) -> str:
-    """`IFS_{YYYYMMDD}_{HH}Z_cgan.nc`, the name the team's producer writes and their tools open."""
-    base = cycle_datetime(cycle)
-    return f"IFS_{base:%Y%m%d}_{base:%H}Z_cgan.nc"
 
 
 def reader_attrs(plan: Plan) -> dict[str, Any]:

@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 
 from ensflow import receipts
-from ensflow.adapters import checkpoint_info, opendata_requests, safe_pickle, storage
+from ensflow.adapters import checkpoint_info, opendata_requests, safe_pickle
 from ensflow.adapters.opendata import OpenDataLayout
+from ensflow.adapters.storage import Storage
 from ensflow.config import Settings
 from ensflow.cycle import cycle_datetime, member_id
 from ensflow.errors import InputStateError
-from ensflow.layout import input_object
+from ensflow.layout import Layout, input_filename, input_object
 from ensflow.ops import scratch
 from ensflow.provenance import record
 from ensflow.science import input_state
@@ -25,11 +26,13 @@ def prepare_input(settings: Settings, member: int, receipt_path: str | Path) -> 
     info = checkpoint_info.read(settings.checkpoint)
     od = settings.opendata
     date = cycle_datetime(settings.cycle)
-    state = input_state.build(info, date, member, OpenDataLayout.from_settings(settings.opendata))
+    storage = Storage.from_settings(settings)
+    state = input_state.build(storage, info, date, member,
+                              OpenDataLayout.from_settings(settings.opendata))
     url = input_object(settings.bucket, settings.cycle, member)
-    workdir = Path(settings.scratch) / settings.cycle / "prepare"
+    workdir = Path(Layout(scratch=settings.scratch).prepare_dir(settings.cycle))
     workdir.mkdir(parents=True, exist_ok=True)
-    tmp = workdir / f".input_state_member_{member_id(member)}.{os.getpid()}.pkl"
+    tmp = workdir / f".{input_filename(member)}.{os.getpid()}"
     try:
         tmp.write_bytes(safe_pickle.dumps(state))
         sent = storage.put_file(tmp, url)
@@ -58,7 +61,7 @@ def fetch_input(settings: Settings, member: int, input_receipt: str | Path,
     what = f"member {member_id(member)} ({local_pkl.name})"
     try:
         source = receipts.read(input_receipt)
-        got = storage.get_file(source["object"], local_pkl)
+        got = Storage.from_settings(settings).get_file(source["object"], local_pkl)
         if source.get("crc32c") and got.crc32c != source["crc32c"]:
             raise InputStateError(f"{what}: checksum {got.crc32c} does not match the bucket "
                                   f"receipt {source['crc32c']} (changed since it was prepared?)")

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ensflow import receipts
-from ensflow.adapters import checkpoint_info, opendata, opendata_requests, storage
+from ensflow.adapters import checkpoint_info, opendata, opendata_requests
 from ensflow.adapters.opendata import OpenDataLayout
+from ensflow.adapters.storage import Storage
 from ensflow.config import Settings
 from ensflow.cycle import cycle_datetime
 from ensflow.errors import EnsflowError
-from ensflow.layout import join_url
+from ensflow.layout import preflight_probe
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,11 @@ def check_credentials(settings: Settings) -> str:
 
 
 def check_bucket(settings: Settings) -> str:
-    probe = join_url(settings.bucket, settings.cycle, ".ensflow-preflight")
-    local = Path(settings.scratch) / ".preflight-probe"
+    probe = preflight_probe(settings.bucket, settings.cycle)
+    local = Path(settings.scratch) / Path(probe).name
     local.parent.mkdir(parents=True, exist_ok=True)
     local.write_bytes(b"ensflow preflight\n")
+    storage = Storage.from_settings(settings)
     try:
         storage.put_file(local, probe)
         if storage.stat(probe) is None:
@@ -75,9 +77,9 @@ def check_bucket(settings: Settings) -> str:
     return f"bucket {settings.bucket} reachable and writable"
 
 
-def _load_index(url: str) -> list[opendata.Message]:
+def _load_index(storage: Storage, url: str) -> list[opendata.Message]:
     try:
-        return opendata.load_index(url)
+        return opendata.load_index(storage, url)
     except EnsflowError as exc:
         raise PreflightError(f"open data not published: {exc}") from None
 
@@ -89,6 +91,7 @@ def check_opendata_aifs(settings: Settings) -> str:
     from ensflow.science.input_state import input_dates
 
     layout = OpenDataLayout.from_settings(settings.opendata)
+    storage = Storage.from_settings(settings)
     info = checkpoint_info.read(settings.checkpoint)
     count = 0
     problems: list[str] = []
@@ -106,7 +109,7 @@ def check_opendata_aifs(settings: Settings) -> str:
                 if url not in indices:
                     try:
                         indices[url] = {(m.param, m.levtype, m.levelist, m.number)
-                                        for m in _load_index(url)}
+                                        for m in _load_index(storage, url)}
                     except EnsflowError as exc:
                         problems.append(str(exc))
                         indices[url] = None
@@ -128,6 +131,7 @@ def check_opendata_cgan(settings: Settings) -> str:
     from ensflow.science.cgan_plan import plan_from
 
     plan = plan_from(settings)
+    storage = Storage.from_settings(settings)
     count = 0
     problems = []
     for step in plan.all_steps:
@@ -135,7 +139,7 @@ def check_opendata_cgan(settings: Settings) -> str:
             wanted = [(v.param, v.levtype, v.levelist, m) for v in plan.variables
                       if step in plan.fetch_steps(v) for m in members]
             try:
-                count += len(opendata.select(_load_index(url), wanted))
+                count += len(opendata.select(_load_index(storage, url), wanted))
             except EnsflowError as exc:
                 problems.append(f"{url}: {exc}")
     if problems:
@@ -195,6 +199,7 @@ def check_climatology(settings: Settings) -> str:
             raise PreflightError(f"climatology from the quest's server needs ${q.password_env}")
         return "climatology from the quest's server"
     issue = quest.issue_date(settings.cycle)
+    storage = Storage.from_settings(settings)
     missing = [quest_climatology.source_url(q.climatology, v, valid)
                for v, _, valid in quest_climatology.needed(issue, q.variables)
                if storage.stat(quest_climatology.source_url(q.climatology, v, valid)) is None]

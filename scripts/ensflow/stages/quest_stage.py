@@ -16,11 +16,17 @@ from typing import Any
 import numpy as np
 
 from ensflow import receipts
-from ensflow.adapters import ensemble_store, quest_climatology, storage
+from ensflow.adapters import ensemble_store, quest_climatology
+from ensflow.adapters.storage import Storage
 from ensflow.config import Settings
 from ensflow.cycle import hours_since_1900, member_id
 from ensflow.errors import EnsflowError
-from ensflow.layout import forecast_filename, forecast_object, forecast_windows
+from ensflow.layout import (
+    forecast_filename,
+    forecast_object,
+    forecast_windows,
+    submission_name,
+)
 from ensflow.science import quest
 
 log = logging.getLogger(__name__)
@@ -31,8 +37,8 @@ def variables(settings: Settings) -> list[quest.QuestVar]:
 
 
 def store_from(settings: Settings) -> Any:
-    q = settings.quest
-    return ensemble_store.open_repo(q.store, region=settings.opendata.region)
+    """The archive store, reached as the buckets are."""
+    return ensemble_store.open_repo(settings.quest.store, Storage.from_settings(settings))
 
 
 def layout(settings: Settings) -> ensemble_store.Layout:
@@ -75,6 +81,7 @@ def member_fields_from_bucket(settings: Settings, member: int, upload_receipt: s
     receipts.read(upload_receipt)  # the objects are in the bucket
     scratch = Path(settings.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
+    storage = Storage.from_settings(settings)
     with tempfile.TemporaryDirectory(dir=scratch, prefix=f"quest_{member_id(member)}_") as tmp:
         paths = []
         for a, b in windows:
@@ -181,11 +188,17 @@ def synthetic_climatology(settings: Settings, published: str | Path, out_files: 
                                           valid, thresholds, units[var])
 
 
-def climatology_files(settings: Settings, directory: str | Path) -> list[Path]:
-    """Where a cycle keeps the climatology files its products read, in the quest's names."""
+def climatology_names(settings: Settings) -> list[str]:
+    """The climatology files a cycle's products read, in the quest's names."""
     issue = quest.issue_date(settings.cycle)
-    return [Path(directory) / quest_climatology.filename(v, valid)
+    return [quest_climatology.filename(v, valid)
             for v, _, valid in quest_climatology.needed(issue, settings.quest.variables)]
+
+
+def submission_names(settings: Settings) -> list[str]:
+    """The submission files, in `quest.products` order."""
+    q, issue = settings.quest, quest.issue_date(settings.cycle)
+    return [submission_name(v, issue, p, q.team, q.model) for v, p in quest.products(q.variables)]
 
 
 def climatology_paths(settings: Settings) -> list[str]:
@@ -201,10 +214,11 @@ def fetch_climatology(settings: Settings, out_files: list[str | Path], record: s
     q = settings.quest
     issue = quest.issue_date(settings.cycle)
     by_name = {Path(p).name: Path(p) for p in out_files}
+    storage = Storage.from_settings(settings)
     checks = []
     for var, period, valid in quest_climatology.needed(issue, q.variables):
         dest = by_name[quest_climatology.filename(var, valid)]
-        quest_climatology.fetch(q.climatology, var, valid, dest, q.password_env)
+        quest_climatology.fetch(storage, q.climatology, var, valid, dest, q.password_env)
         try:
             _, info = quest_climatology.load_checked(dest, var, valid, q.climatology_units[var])
         except EnsflowError:
@@ -217,13 +231,14 @@ def fetch_climatology(settings: Settings, out_files: list[str | Path], record: s
 
 
 def products(settings: Settings, published: str | Path, climatology_dir: str | Path,
-             out_dir: str | Path, report_path: str | Path) -> None:
-    """Six submission files (3 variables × 2 periods), each checked; a sanity report."""
+             out_files: list[str], anomalies_path: str | Path, report_path: str | Path) -> None:
+    """Six submission files (3 variables × 2 periods, `quest.products` order), each checked;
+    the ensemble-mean anomalies the maps draw; a sanity report."""
     q = settings.quest
     data, members, steps, pub = load_cycle(settings, published)
     issue = quest.issue_date(settings.cycle)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_paths = dict(zip(quest.products(q.variables), map(Path, out_files), strict=True))
+    anomalies: dict[str, np.ndarray] = {}
     report: dict[str, Any] = {"cycle": settings.cycle, "members": members,
                               "partial": pub.get("partial", False), "files": {}}
     for v in variables(settings):
@@ -246,17 +261,23 @@ def products(settings: Settings, published: str | Path, climatology_dir: str | P
                 "units_compared": q.climatology_units[v.name]})
             da = quest.submission_array(probs, v, issue, p, attrs)
             quest.offline_checks(da, v.name, issue, p)
-            name = quest.submission_name(v.name, issue, p, q.team, q.model)
-            quest.write_netcdf(da, out_dir / name)
-            np.save(out_dir / f".{v.name}_p{p}_mean_anomaly.npy",
-                    weekly.mean(axis=0) - thresholds[1:3].mean(axis=0))
-            report["files"][name] = checks
-            log.info("%s: balance %s%s", name, checks["quintile_balance"],
+            out = out_paths[(v.name, p)]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            quest.write_netcdf(da, out)
+            anomalies[anomaly_key(v.name, p)] = weekly.mean(axis=0) - thresholds[1:3].mean(axis=0)
+            report["files"][out.name] = checks
+            log.info("%s: balance %s%s", out.name, checks["quintile_balance"],
                      " (FLAGGED)" if checks["balance_flag"] else "")
+    quest.save_fields(anomalies_path, anomalies)
     receipts.write(report_path, report)
 
 
-def plots(settings: Settings, out_dir: str | Path, pngs: list[str | Path]) -> None:
+def anomaly_key(var: str, period: int) -> str:
+    return f"{var}_p{period}"
+
+
+def plots(settings: Settings, submissions: list[str], anomalies_path: str | Path,
+          pngs: list[str]) -> None:
     """Maps per variable and week: ensemble-mean anomaly and most likely quintile (ties shown
     as ties), globally and over East Africa, with coastlines and borders."""
     import matplotlib.pyplot as plt
@@ -266,14 +287,14 @@ def plots(settings: Settings, out_dir: str | Path, pngs: list[str | Path]) -> No
 
     q = settings.quest
     issue = quest.issue_date(settings.cycle)
-    out_dir = Path(out_dir)
     synthetic = " (synthetic demo data)" if settings.synthetic else ""
-    for png in pngs:
-        png = Path(png)
-        var, period = png.stem.split("_p")[0], int(png.stem.split("_p")[1][0])
+    with np.load(anomalies_path, allow_pickle=False) as z:
+        anomalies = {k: z[k] for k in z.files}
+    for (var, period), submission, png in zip(quest.products(q.variables), submissions, pngs,
+                                              strict=True):
         v = quest.VARIABLES[var]
-        da = xr.open_dataarray(out_dir / quest.submission_name(var, issue, period, q.team, q.model))
-        anomaly = np.load(out_dir / f".{var}_p{period}_mean_anomaly.npy")
+        da = xr.open_dataarray(submission)
+        anomaly = anomalies[anomaly_key(var, period)]
         first, last = quest.valid_dates(issue, period)
         fig = maps.quest_figure(
             anomaly, da.values, da["latitude"].values, da["longitude"].values,

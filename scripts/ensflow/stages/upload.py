@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from ensflow import receipts
-from ensflow.adapters import checkpoint_info, storage
+from ensflow.adapters import checkpoint_info
+from ensflow.adapters.storage import Storage, Transfer
 from ensflow.config import Settings
 from ensflow.cycle import member_id
 from ensflow.layout import forecast_object
@@ -24,13 +25,13 @@ def upload_member(settings: Settings, member: int, files: list[str | Path],
     total = sum(p.stat().st_size for p, _ in pairs)
     done: list[int] = []
 
-    def progress(t: storage.Transfer) -> None:
+    def progress(t: Transfer) -> None:
         done.append(t.info.size)
         log.info("member %s: %s %s (%.1f MB, %d/%d)", member_id(member),
                  "already there" if t.skipped else "uploaded", t.info.url, t.info.size / 1e6,
                  len(done), len(pairs))
 
-    results = storage.put_files(pairs, progress=progress)
+    results = Storage.from_settings(settings).put_files(pairs, progress=progress)
     elapsed = time.perf_counter() - started
     log.info("member %s: %.1f MB in %.1fs (%.1f MB/s)", member_id(member), total / 1e6, elapsed,
              total / 1e6 / max(elapsed, 1e-6))
