@@ -22,8 +22,8 @@ MEMBERS, STEPS, NY, NX = 6, 3, 4, 5
 STORAGE = Storage(retries=2)  # file:// stores; handed to the worker processes as well
 
 
-def layout() -> es.Layout:
-    return es.Layout(
+def schema() -> es.StoreSchema:
+    return es.StoreSchema(
         coords={"member": np.arange(MEMBERS), "step": np.arange(STEPS),
                 "latitude": np.linspace(1, 0, NY), "longitude": np.linspace(0, 1, NX)},
         coord_attrs={},
@@ -52,7 +52,7 @@ def write_batch(args: tuple[str, Storage, str, list[int], str]) -> str:
 
 def run_cycle(tmp: Path, url: str, cycle: str, value: int, batches=((0, 1), (2, 3), (4, 5))):
     repo = es.open_repo(url, STORAGE)
-    record = es.setup(repo, layout(), cycle, value, tmp / f"{cycle}-setup.json")
+    record = es.setup(repo, schema(), cycle, value, tmp / f"{cycle}-setup.json")
     jobs = [(url, STORAGE, str(tmp / f"{cycle}-setup.json"), list(b),
              str(tmp / f"{cycle}-fork{i}.pkl"))
             for i, b in enumerate(batches)]
@@ -102,12 +102,12 @@ def test_second_cycle_appends_and_publish_twice_is_a_noop(tmp_path):
 def test_setup_is_reused_on_retry(tmp_path):
     url = f"file://{tmp_path}/store"
     repo = es.open_repo(url, STORAGE)
-    a = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "s.json")
-    b = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "s.json")
+    a = es.setup(repo, schema(), "20251127_0000", 1, tmp_path / "s.json")
+    b = es.setup(repo, schema(), "20251127_0000", 1, tmp_path / "s.json")
     assert a == b
     # the record was lost but the branch is there: find it again instead of failing
     (tmp_path / "s.json").unlink()
-    c = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "s.json")
+    c = es.setup(repo, schema(), "20251127_0000", 1, tmp_path / "s.json")
     assert c.branch == a.branch and c.time_index == a.time_index and c.main_before == a.main_before
 
 
@@ -163,7 +163,7 @@ def test_fork_files_load_through_the_allow_list(tmp_path):
 def test_reader_of_main_never_sees_a_partial_cycle(tmp_path):
     url = f"file://{tmp_path}/store"
     repo = es.open_repo(url, STORAGE)
-    es.setup(repo, layout(), "20251126_0000", 0, tmp_path / "first.json")  # layout exists
+    es.setup(repo, schema(), "20251126_0000", 0, tmp_path / "first.json")  # layout exists
     seen: list[tuple[int, bool]] = []
     stop = threading.Event()
 
@@ -193,7 +193,7 @@ def test_setup_after_publish_writes_nothing_again(tmp_path):
     repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
     first = es.publish(repo, record, forks)
     (tmp_path / "20251127_0000-setup.json").unlink()  # a re-run after a workflow change
-    again = es.setup(repo, layout(), "20251127_0000", 1, tmp_path / "20251127_0000-setup.json")
+    again = es.setup(repo, schema(), "20251127_0000", 1, tmp_path / "20251127_0000-setup.json")
     assert again.published and again.setup_snapshot == first["snapshot"] and again.time_index == 0
     es.write_fork(repo, again, lambda root, t: pytest.fail("must not write"), tmp_path / "f.fork")
     result = es.publish(repo, again, [tmp_path / "f.fork"])

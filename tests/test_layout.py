@@ -136,3 +136,56 @@ def test_no_module_but_the_layout_spells_a_path():
                   and id(n) not in docstrings and SPELLED_PATH.search(n.value)
                   and (rel, n.value) not in ALLOWED]
     assert found == []
+
+
+# Which package folder (or module) may import which outside library: the README's boundaries.
+# The demo world stands in for ECMWF and writes GRIB as ECMWF does, with eccodes of its own.
+LIBRARY_DOORS = {
+    "gribberish": {"adapters/grib_decode.py"},
+    "eccodes": {"adapters/grib_decode.py", "adapters/grib_encode.py", "demo/"},
+    "mir": {"adapters/regrid.py"},
+    "icechunk": {"adapters/ensemble_store.py", "adapters/storage.py"},
+    "pickle": {"adapters/safe_pickle.py", "adapters/ensemble_store.py"},
+    "google.cloud.storage": {"adapters/storage.py"},
+    "obstore": {"adapters/storage.py"},
+}
+# Package folders a folder may import from (core modules at the top level are open to all).
+FOLDER_IMPORTS = {
+    "adapters": {"adapters", "science"},  # the quest's grid and weeks check its climatology
+    "science": {"adapters", "science"},
+    "stages": {"adapters", "science", "ops"},  # ops.scratch: the member window
+    "ops": {"adapters", "science", "ops"},
+    "demo": {"adapters", "science", "demo"},
+}
+
+
+def _imports(tree: ast.AST) -> list[str]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return out
+
+
+def test_boundaries_hold_without_exception():
+    package = Path(ensflow.__file__).parent
+    broken = []
+    for path in sorted(package.rglob("*.py")):
+        rel = str(path.relative_to(package))
+        folder = rel.split("/")[0] if "/" in rel else None
+        stage = rel.startswith("stages/")
+        for name in _imports(ast.parse(path.read_text())):
+            for library, doors in LIBRARY_DOORS.items():
+                if (name == library or name.startswith(library + ".")) and not any(
+                        rel == d or (d.endswith("/") and rel.startswith(d)) for d in doors):
+                    broken.append(f"{rel} imports {name}")
+            parts = name.split(".")
+            if parts[0] != "ensflow" or len(parts) < 3 or parts[1] not in FOLDER_IMPORTS:
+                continue
+            if folder is not None and parts[1] not in FOLDER_IMPORTS[folder]:
+                broken.append(f"{rel} imports {name}")
+            if stage and parts[1] == "stages" and parts[2] != Path(rel).stem:
+                broken.append(f"{rel} imports another stage: {name}")
+    assert sorted(set(broken)) == []

@@ -53,7 +53,7 @@ class ArraySpec:
 
 
 @dataclass(frozen=True)
-class Layout:
+class StoreSchema:
     """What the store holds: fixed coordinates, the growing time axis and data variables."""
 
     coords: dict[str, np.ndarray]
@@ -100,29 +100,29 @@ def published_snapshot(repo: Any, cycle: str) -> str | None:
     return tagged if any(s.id == tagged for s in repo.ancestry(branch="main")) else None
 
 
-def _ensure_layout(repo: Any, layout: Layout) -> None:
+def _ensure_schema(repo: Any, schema: StoreSchema) -> None:
     """First use: create coordinates and empty arrays on main (one commit)."""
     import zarr
 
     session = repo.readonly_session("main")
     root = zarr.open_group(store=session.store, mode="r") if _has_root(session) else None
-    if root is not None and all(a.name in root for a in layout.arrays):
+    if root is not None and all(a.name in root for a in schema.arrays):
         return
     session = repo.writable_session("main")
     root = zarr.open_group(store=session.store, mode="a")
-    root.attrs.update(layout.attrs)
+    root.attrs.update(schema.attrs)
     if "time" not in root:
         t = root.create_array("time", shape=(0,), chunks=(1024,), dtype="int64",
                               dimension_names=("time",), fill_value=-1)
-        t.attrs.update({"units": layout.time_units, "calendar": "proleptic_gregorian",
+        t.attrs.update({"units": schema.time_units, "calendar": "proleptic_gregorian",
                         "standard_name": "forecast_reference_time"})
-    for name, values in layout.coords.items():
+    for name, values in schema.coords.items():
         if name not in root:
             c = root.create_array(name, shape=values.shape, dtype=values.dtype,
                                   dimension_names=(name,))
             c[:] = values
-            c.attrs.update(layout.coord_attrs.get(name, {}))
-    for spec in layout.arrays:
+            c.attrs.update(schema.coord_attrs.get(name, {}))
+    for spec in schema.arrays:
         if spec.name in root:
             continue
         a = root.create_array(spec.name, shape=(0, *spec.shape), dtype="float32",
@@ -142,7 +142,7 @@ def _has_root(session: Any) -> bool:
         return False
 
 
-def setup(repo: Any, layout: Layout, cycle: str, time_value: int,
+def setup(repo: Any, schema: StoreSchema, cycle: str, time_value: int,
           record_path: str | Path) -> SetupRecord:
     """Create (or find again) the run branch with arrays grown for this cycle."""
     import zarr
@@ -152,7 +152,7 @@ def setup(repo: Any, layout: Layout, cycle: str, time_value: int,
         record = SetupRecord.load(record_path)
         log.info("setup of %s re-used from %s", cycle, record_path)
         return record
-    _ensure_layout(repo, layout)
+    _ensure_schema(repo, schema)
     branch = store_branch(cycle)
     main = repo.lookup_branch("main")
     published = published_snapshot(repo, cycle)
@@ -185,7 +185,7 @@ def setup(repo: Any, layout: Layout, cycle: str, time_value: int,
         index = int(times.size)
         root["time"].resize((index + 1,))
         root["time"][index] = time_value
-        for spec in layout.arrays:
+        for spec in schema.arrays:
             arr = root[spec.name]
             arr.resize((index + 1, *arr.shape[1:]))
     setup_snapshot = session.commit(f"setup {cycle}") if session.has_uncommitted_changes else tip

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -91,3 +94,16 @@ def field_keys(buf: bytes) -> tuple[str, str, int | None, int]:
         return param, levtype, level, number
     finally:
         eccodes.codes_release(h)
+
+
+def file_messages(path: str | Path) -> Iterator[tuple[str, int, bytes]]:
+    """(shortName, endStep, message) of every message in a GRIB file, keys read by eccodes."""
+    import eccodes
+
+    with open(path, "rb") as f:
+        while (h := eccodes.codes_grib_new_from_file(f)) is not None:
+            try:
+                yield (str(eccodes.codes_get(h, "shortName")), int(eccodes.codes_get(h, "endStep")),
+                       eccodes.codes_get_message(h))
+            finally:
+                eccodes.codes_release(h)

@@ -234,24 +234,16 @@ class InForecastRegridder:
 def from_grib_files(paths: list[str | Path], variables: list[QuestVar],
                     methods: dict[str, str]) -> dict[str, np.ndarray]:
     """Quest fields of one member from its GRIB files (cycles produced earlier)."""
-    import eccodes
-
     steps = needed_steps(variables)
     fields = {v.name: np.full((len(steps), NLAT, NLON), np.nan, np.float32) for v in variables}
     by_param = {v.param: v for v in variables}
     regridder = QuestRegridder(methods)
     for path in paths:
-        with open(path, "rb") as f:
-            while (h := eccodes.codes_grib_new_from_file(f)) is not None:
-                try:
-                    v = by_param.get(eccodes.codes_get(h, "shortName"))
-                    step = eccodes.codes_get(h, "endStep")
-                    if v is not None and step in needed_steps([v]):
-                        msg = eccodes.codes_get_message(h)
-                        values = grib_decode.decode(msg, f"{v.name} step {step} ({path})")
-                        fields[v.name][steps.index(step)] = regridder.values(v, values, msg)
-                finally:
-                    eccodes.codes_release(h)
+        for param, step, msg in grib_decode.file_messages(path):
+            v = by_param.get(param)
+            if v is not None and step in needed_steps([v]):
+                values = grib_decode.decode(msg, f"{v.name} step {step} ({path})")
+                fields[v.name][steps.index(step)] = regridder.values(v, values, msg)
     for v in variables:
         data = fields[v.name]
         own = needed_steps([v])

@@ -200,7 +200,8 @@ def build_batch(storage: Storage, plan: Plan, members: tuple[int, ...],
 # ------------------------------------------------------------------ store
 
 
-def layout(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool) -> ensemble_store.Layout:
+def store_schema(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool
+                 ) -> ensemble_store.StoreSchema:
     """One store holds every cycle: (time, member, step, latitude, longitude) per variable."""
     member_axis = np.arange(0, max(plan.members) + 1, dtype=np.int32)
     arrays = tuple(
@@ -211,7 +212,7 @@ def layout(plan: Plan, lats: np.ndarray, lons: np.ndarray, synthetic: bool) -> e
              "levtype": v.levtype, **({"level_hPa": v.levelist} if v.levelist else {}),
              **({"accumulation": ACCUMULATION_TEXT[plan.accumulation]} if v.accumulated else {})})
         for v in plan.variables)
-    return ensemble_store.Layout(
+    return ensemble_store.StoreSchema(
         coords={"member": member_axis, "step": np.asarray(plan.steps, dtype=np.int32),
                 "latitude": lats.astype(np.float64), "longitude": lons.astype(np.float64)},
         coord_attrs={"step": {"units": "hours", "long_name": "forecast step"},
@@ -242,7 +243,7 @@ def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
     buf = Storage.from_settings(settings).read_ranges(
         obj["url"], [(first["offset"], first["length"])])[0]
     lats, lons = region_coords(buf, plan.region)
-    ensemble_store.setup(store_from(settings), layout(plan, lats, lons, settings.synthetic),
+    ensemble_store.setup(store_from(settings), store_schema(plan, lats, lons, settings.synthetic),
                          plan.cycle, hours_since_1900(plan.base), out)
 
 

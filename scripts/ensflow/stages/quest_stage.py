@@ -41,7 +41,7 @@ def store_from(settings: Settings) -> Any:
     return ensemble_store.open_repo(settings.quest.store, Storage.from_settings(settings))
 
 
-def layout(settings: Settings) -> ensemble_store.Layout:
+def store_schema(settings: Settings) -> ensemble_store.StoreSchema:
     steps = quest.needed_steps(variables(settings))
     members = np.arange(1, settings.max_member + 1, dtype=np.int32)
     arrays = tuple(
@@ -50,7 +50,7 @@ def layout(settings: Settings) -> ensemble_store.Layout:
                                  {"units": v.model_units, "model_param": v.param,
                                   **({"accumulation": "since step 0"} if v.accumulated else {})})
         for v in variables(settings))
-    return ensemble_store.Layout(
+    return ensemble_store.StoreSchema(
         coords={"member": members, "step": np.asarray(steps, np.int32),
                 "latitude": quest.LATITUDES, "longitude": quest.LONGITUDES},
         coord_attrs={"step": {"units": "hours"}, "latitude": {"units": "degrees_north"},
@@ -67,7 +67,7 @@ def time_value(settings: Settings) -> int:
 
 def setup(settings: Settings, out: str | Path) -> None:
     quest.check_issue_date(settings.cycle, settings.quest.allow_any_issue_date)
-    ensemble_store.setup(store_from(settings), layout(settings), settings.cycle,
+    ensemble_store.setup(store_from(settings), store_schema(settings), settings.cycle,
                          time_value(settings), out)
 
 
