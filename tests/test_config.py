@@ -74,3 +74,42 @@ def test_hours_per_file_must_divide_lead_time():
     cfg["forecast"] = cfg["forecast"] | {"hours_per_file": 60}
     with pytest.raises(ConfigError, match="hours_per_file"):
         validate(cfg)
+
+
+def _refusal(**change) -> str:
+    with pytest.raises(ConfigError) as err:
+        validate({**demo(), **change})
+    assert "\n" not in str(err.value), "one line"
+    return str(err.value)
+
+
+def test_a_cycle_in_the_future_is_refused_unless_allowed():
+    import datetime as dt
+
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%Y%m%d_0000")
+    message = _refusal(cycle=later)
+    assert f"config key 'cycle': {later} is in the future" in message
+    assert "allow_future_cycle: true" in message
+    assert validate({**demo(), "cycle": later, "allow_future_cycle": True}).cycle == later
+
+
+@pytest.mark.parametrize("change,key", [
+    ({"bucket": "gs:///demo"}, "bucket"),
+    ({"bucket": "s3://"}, "bucket"),
+    ({"bucket": "gs://Demo_Bucket!/x"}, "bucket"),
+    ({"opendata": {"root": "s3:///ecmwf-forecasts"}}, "opendata.root"),
+    ({"cgan": {"store": "gs:///stores/cgan.icechunk"}}, "cgan.store"),
+    ({"quest": {"climatology": "gs://"}}, "quest.climatology"),
+])
+def test_a_malformed_url_is_named_before_anything_runs(change, key):
+    message = _refusal(**change)
+    assert message.startswith(f"config key '{key}': ")
+    assert "a URL file://PATH, gs://BUCKET[/PREFIX] or s3://BUCKET[/PREFIX]" in message
+    assert validate({**demo(), "bucket": "gs://ensflow-test.eu_1/demo"}).bucket
+
+
+def test_climatology_units_must_be_ones_the_variable_converts_to():
+    quest = {**demo()["quest"], "climatology_units": {"tas": "degF", "mslp": "Pa", "pr": "mm"}}
+    message = _refusal(quest=quest)
+    assert message == ("config key 'quest.climatology_units.tas': 'degF' is not a unit tas "
+                       "converts to from K (known: K, degC)")

@@ -90,3 +90,55 @@ def test_a_failing_preflight_stops_the_run_before_any_download(tmp_path):
     assert "scratch" in (work / f"logs/{CYCLE}/preflight/aifs.log").read_text()
     assert not (work / f"logs/{CYCLE}/prepare_input").exists()
     assert not (work / "bucket").exists() or not list((work / "bucket").rglob("*.pkl"))
+
+
+@pytest.mark.parametrize("content,why", [
+    (b"", "empty file (0 bytes)"),
+    (b"this is no checkpoint\n" * 10, "not a readable anemoi checkpoint (BadZipFile: "),
+])
+def test_an_unreadable_checkpoint_is_one_line_and_every_other_check_still_reports(
+        world, tmp_path, content, why):
+    bad = tmp_path / "aifs.ckpt"
+    bad.write_bytes(content)
+    with pytest.raises(PreflightError) as err:
+        run(settings_for(world, checkpoint=str(bad), window=10_000_000), "aifs",
+            tmp_path / "x.json")
+    lines = str(err.value).splitlines()
+    assert lines[1].strip().startswith(f"checkpoint: checkpoint {bad}: {why}")
+    assert "Traceback" not in str(err.value)
+    # The checks after it still ran: those that need the checkpoint say so.
+    assert [line.strip() for line in lines[2:]] == ["open data: not checked (checkpoint failed)",
+                                                    "scratch: not checked (checkpoint failed)"]
+
+
+def test_climatology_files_are_opened_and_checked_before_the_run(world, tmp_path):
+    """Files that exist but hold the wrong units fail the preflight, naming the file."""
+    import datetime as dt
+
+    import numpy as np
+
+    from ensflow.adapters import quest_climatology
+    from ensflow.science import quest
+
+    root = tmp_path / "clim"
+    issue = quest.issue_date(CYCLE)
+    for var, _, valid in quest_climatology.needed(issue, ["tas", "mslp", "pr"]):
+        thresholds = np.sort(np.random.default_rng(0).normal(
+            {"tas": 280.0, "mslp": 101000.0, "pr": 10.0}[var], 1.0, (4, quest.NLAT, quest.NLON)),
+            axis=0)
+        if var == "pr":
+            thresholds = np.abs(thresholds)
+        units = {"tas": "K", "mslp": "Pa", "pr": "mm"}[var]
+        path = root / quest_climatology.remote_path(var, valid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        quest_climatology.write_synthetic(path, var, valid, thresholds, units)
+    ok = {"synthetic": False, "quest": {"climatology": f"file://{root}",
+                                        "climatology_units": {"tas": "K", "mslp": "Pa", "pr": "mm"}}}
+    run(settings_for(world, **ok), "aifs", tmp_path / "ok.json")
+    assert "opened and checked" in (tmp_path / "ok.json").read_text()
+    wrong = {**ok, "quest": {**ok["quest"], "climatology_units": {"tas": "degC", "mslp": "Pa",
+                                                                   "pr": "mm"}}}
+    with pytest.raises(PreflightError) as err:
+        run(settings_for(world, **wrong), "aifs", tmp_path / "x.json")
+    assert "climatology: " in str(err.value) and "tas_20yrCLIM_WEEKLYMEAN_quintiles_" in str(err.value)
+    assert dt.date(2025, 12, 15).strftime("%Y%m%d") in str(err.value)

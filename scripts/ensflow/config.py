@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from ensflow.cycle import normalise_cycle, parse_members
+from ensflow.cycle import cycle_datetime, normalise_cycle, parse_members
 from ensflow.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
@@ -212,7 +213,7 @@ JOB_SETTINGS: dict[str, tuple[str, ...]] = {
                        "synthetic", "opendata", "gcs", "forecast.lead_time",
                        "forecast.bits_per_value", "forecast.device", "forecast.gpus",
                        "quest.enabled", "quest.allow_any_issue_date", "quest.climatology",
-                       "quest.password_env", "quest.variables"),
+                       "quest.password_env", "quest.variables", "quest.climatology_units"),
     "preflight_cgan": (*_CGAN_PLAN, *_STORAGE),
     "checkpoint_record": ("checkpoint",),
     "prepare_input": ("cycle", "checkpoint", "opendata", "bucket", "scratch", "synthetic",
@@ -291,7 +292,29 @@ def _describe(error: jsonschema.ValidationError) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     if error.validator in ("additionalProperties", "required"):
         return f"config {key}: {error.message}"
+    if error.validator == "pattern" and "title" in error.schema:
+        return f"config key '{key}': {error.instance!r} is not {error.schema['title']}"
     return f"config key '{key}': {error.message}"
+
+
+def _check_not_future(cycle: str, allowed: bool) -> None:
+    """ECMWF publishes a cycle hours after its base time; a later one is a typo or a demo."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if cycle_datetime(cycle) > now and not allowed:
+        raise ConfigError(f"config key 'cycle': {cycle} is in the future (now {now:%Y-%m-%d %H:%M} "
+                          "UTC); set allow_future_cycle: true for a synthetic demo")
+
+
+def _check_units(variables: list[str], units: dict[str, str]) -> None:
+    """Every variable's climatology units must be ones its model units convert to."""
+    from ensflow.science.quest import UNIT_FACTORS, VARIABLES
+
+    for var in variables:
+        model = VARIABLES[var].model_units
+        known = sorted(to for frm, to in UNIT_FACTORS if frm == model)
+        if (model, units[var]) not in UNIT_FACTORS:
+            raise ConfigError(f"config key 'quest.climatology_units.{var}': {units[var]!r} is not "
+                              f"a unit {var} converts to from {model} (known: {', '.join(known)})")
 
 
 def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Settings:
@@ -303,6 +326,7 @@ def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Setting
     if errors:
         raise ConfigError("; ".join(_describe(e) for e in errors[:5]))
     merged["cycle"] = normalise_cycle(merged["cycle"])
+    _check_not_future(merged["cycle"], merged["allow_future_cycle"])
     parse_members(merged["members"], merged["max_member"])
     fc = merged["forecast"]
     if fc["lead_time"] % fc["hours_per_file"]:
@@ -331,6 +355,7 @@ def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Setting
         missing = [v for v in qu["variables"] if v not in qu["climatology_units"]]
         if missing:
             raise ConfigError(f"config key 'quest.climatology_units': no units for {missing}")
+        _check_units(qu["variables"], qu["climatology_units"])
     return Settings.from_config(merged)
 
 

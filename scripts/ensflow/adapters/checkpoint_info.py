@@ -98,7 +98,14 @@ def read(path: str) -> CheckpointInfo:
 
     if not Path(path).is_file():
         raise ConfigError(f"checkpoint {path}: no such file")
-    return from_metadata(load_metadata(path), path)
+    if Path(path).stat().st_size == 0:
+        raise ConfigError(f"checkpoint {path}: empty file (0 bytes)")
+    try:
+        metadata = load_metadata(path)
+    except Exception as exc:  # a zip that is not one, a torch file without anemoi metadata
+        raise ConfigError(f"checkpoint {path}: not a readable anemoi checkpoint "
+                          f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    return from_metadata(metadata, path)
 
 
 def sha256(path: str | Path) -> str:

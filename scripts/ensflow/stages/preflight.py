@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -200,12 +201,19 @@ def check_climatology(settings: Settings) -> str:
         return "climatology from the quest's server"
     issue = quest.issue_date(settings.cycle)
     storage = Storage.from_settings(settings)
-    missing = [quest_climatology.source_url(q.climatology, v, valid)
-               for v, _, valid in quest_climatology.needed(issue, q.variables)
+    needed = quest_climatology.needed(issue, q.variables)
+    missing = [quest_climatology.source_url(q.climatology, v, valid) for v, _, valid in needed
                if storage.stat(quest_climatology.source_url(q.climatology, v, valid)) is None]
     if missing:
         raise PreflightError(f"climatology files not found: {', '.join(missing)}")
-    return f"climatology: 6 files under {q.climatology}"
+    # Opened and checked as the products will (valid date, grid, quantiles, units), now.
+    Path(settings.scratch).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.scratch, prefix=".preflight-") as tmp:
+        for var, _, valid in needed:
+            dest = Path(tmp) / quest_climatology.filename(var, valid)
+            quest_climatology.fetch(storage, q.climatology, var, valid, dest, q.password_env)
+            quest_climatology.load_checked(dest, var, valid, q.climatology_units[var])
+    return f"climatology: {len(needed)} files under {q.climatology}, opened and checked"
 
 
 CHECKS: dict[str, dict[str, Callable[[Settings], str]]] = {
@@ -227,13 +235,18 @@ def run(settings: Settings, stage: str, out: str | Path) -> None:
     checks = CHECKS[stage]
     results: dict[str, Any] = {}
     problems: list[str] = []
+    failed: dict[str, str] = {}  # message -> the check that said it first
     for name, check in checks.items():
         try:
             results[name] = check(settings)
             log.info("preflight %s: ok (%s)", name, results[name])
-        except EnsflowError as exc:
-            problems.append(f"{name}: {exc}")
-            log.error("preflight %s: %s", name, exc)
+        except Exception as exc:  # every check reports, whatever the one before it hit
+            text = str(exc) if isinstance(exc, EnsflowError) else f"{type(exc).__name__}: {exc}"
+            if text in failed:  # it needs what an earlier check found broken
+                text = f"not checked ({failed[text]} failed)"
+            failed.setdefault(text, name)
+            problems.append(f"{name}: {text}")
+            log.error("preflight %s: %s", name, text)
     if problems:
         raise PreflightError(f"preflight of {stage} failed:\n  " + "\n  ".join(problems))
     receipts.write(out, {"cycle": settings.cycle, "stage": stage, "checks": results})
