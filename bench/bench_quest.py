@@ -82,8 +82,9 @@ def main() -> None:
     quest_stage.publish(settings, tmp / "setup.json", forks, tmp / "published.json")
     clim_files = [tmp / "clim" / n for n in quest_stage.climatology_names(settings)]
     quest_stage.synthetic_climatology(settings, tmp / "published.json", clim_files)
-    quest_stage.products(settings, tmp / "published.json", tmp / "clim", tmp / "out",
-                         tmp / "sanity.json")
+    outputs = [str(tmp / "out" / n) for n in quest_stage.submission_names(settings)]
+    quest_stage.products(settings, tmp / "published.json", tmp / "clim", outputs,
+                         tmp / "anomalies.npz", tmp / "sanity.json")
     wall = time.perf_counter() - t_all - t_made
     files = sorted((tmp / "out").glob("*.nc"))
     assert len(files) == 6 and all(xr.open_dataarray(f).shape == (5, 121, 240) for f in files)

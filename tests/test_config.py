@@ -113,3 +113,11 @@ def test_climatology_units_must_be_ones_the_variable_converts_to():
     message = _refusal(quest=quest)
     assert message == ("config key 'quest.climatology_units.tas': 'degF' is not a unit tas "
                        "converts to from K (known: K, degC)")
+
+
+def test_a_second_quest_cycle_for_one_issue_day_is_refused():
+    quest = {**demo()["quest"], "allow_any_issue_date": True}
+    message = _refusal(cycle="20251127_1200", quest=quest)
+    assert message.startswith("config key 'quest.enabled': cycle 20251127_1200 is not a 00 UTC run; "
+                              "quest.store keeps one cycle per issue date")
+    assert validate({**demo(), "cycle": "20251127_1200", "quest": {**quest, "enabled": False}})

@@ -217,3 +217,43 @@ def test_a_member_redone_after_publish_leaves_the_archive_as_published(tmp_path)
     assert es.publish(repo, record, [*forks[1:], again])["already_published"]
     assert repo.lookup_branch("main") == published
     np.testing.assert_array_equal(main_tp(repo)[0, 0], fill(1, 0))
+
+
+def test_a_second_cycle_for_a_taken_slot_is_refused_and_leaves_nothing(tmp_path):
+    """Two cycles with one time value (the quest keys by issue day): the second is refused
+    at setup, before any branch exists, and main keeps the first."""
+    url = f"file://{tmp_path}/store"
+    repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 7)
+    es.publish(repo, record, forks)
+    main_before = repo.lookup_branch("main")
+    with pytest.raises(es.PublishError) as err:
+        es.setup(repo, schema(), "20251127_1200", 7, tmp_path / "second-setup.json")
+    assert "cycle 20251127_1200: its time slot (index 0) in this store is already published, " \
+           "not as cycle-20251127_1200" in str(err.value)
+    assert set(repo.list_branches()) == {"main"}
+    assert repo.lookup_branch("main") == main_before
+    assert not (tmp_path / "second-setup.json").exists()
+
+
+def test_commits_to_a_local_store_take_turns(tmp_path):
+    """`commits_serialized` on a file:// store is an flock: a second holder waits."""
+    import threading
+    import time
+
+    url = f"file://{tmp_path}/store"
+    order: list[str] = []
+
+    def second() -> None:
+        with es.commits_serialized(url):
+            order.append("second")
+
+    with es.commits_serialized(url):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join(5)
+    assert order == ["first done", "second"]
+    with es.commits_serialized("s3://bucket/store"):  # object stores: no local lock
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.commit.lock"]

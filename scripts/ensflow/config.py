@@ -356,6 +356,10 @@ def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Setting
         if missing:
             raise ConfigError(f"config key 'quest.climatology_units': no units for {missing}")
         _check_units(qu["variables"], qu["climatology_units"])
+        if qu["allow_any_issue_date"] and cycle_datetime(merged["cycle"]).hour:
+            raise ConfigError(f"config key 'quest.enabled': cycle {merged['cycle']} is not a 00 UTC "
+                              "run; quest.store keeps one cycle per issue date (a day), which "
+                              "that day's 00 UTC cycle holds; set quest.enabled: false for it")
     return Settings.from_config(merged)
 
 

@@ -359,6 +359,11 @@ def snakemake_locks(workdir: Path) -> list[Path]:
     return sorted((workdir / ".snakemake" / "locks").glob("*.lock"))
 
 
+def store_commit_lock(store_dir: Path) -> Path:
+    """Beside a local Icechunk store: the lock its commits take (ensemble_store)."""
+    return store_dir.with_name(store_dir.name + ".commit.lock")
+
+
 def mirror_dir(workdir: Path, cycle: str) -> Path:
     """Where a cluster run's files are copied on the submitting machine."""
     return workdir / ".snakemake" / "ensflow-mirror" / cycle

@@ -14,10 +14,12 @@ before the cycle or with the cycle complete, never in between.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,15 @@ from ensflow.adapters import safe_pickle
 from ensflow.adapters.storage import Storage
 from ensflow.cycle import HOURS_SINCE_1900
 from ensflow.errors import EnsflowError
-from ensflow.layout import store_branch, store_tag
+from ensflow.layout import store_branch, store_commit_lock, store_tag
 
 log = logging.getLogger(__name__)
-os.environ.setdefault("ICECHUNK_LOG", "icechunk=error")
+# Icechunk's warnings reach the job logs, but two it prints on every open: the local
+# filesystem's "not safe for concurrent commits" (commits to a local store take
+# `commits_serialized`'s lock) and "transient PUT failures may surface as spurious
+# conflicts" (a publish refused that way finds its commit in main when run again).
+os.environ.setdefault("ICECHUNK_LOG",
+                      "warn,icechunk_arrow_object_store=error,icechunk_storage::readback=error")
 
 # A fork file is a pickle: only Icechunk's own fork class may be rebuilt from it.
 FORK_ALLOWED = frozenset({("icechunk.session", "ForkSession")})
@@ -89,6 +96,26 @@ def open_repo(url: str, storage: Storage, create: bool = True) -> Any:
     if create:
         return icechunk.Repository.open_or_create(where, config=config)
     return icechunk.Repository.open(where, config=config)
+
+
+@contextlib.contextmanager
+def commits_serialized(url: str) -> Iterator[None]:
+    """Hold while committing to the store at `url`. Object stores (s3://, gs://) make a
+    commit atomic with conditional writes; a local filesystem has none (Icechunk warns so),
+    so commits to a file:// store, from any run on this machine, take an flock in turn.
+    Batches write forks only (chunks under new names) and need no lock."""
+    scheme, _, rest = url.partition("://")
+    if scheme != "file":
+        yield
+        return
+    lock = store_commit_lock(Path(rest).absolute())
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def published_snapshot(repo: Any, cycle: str) -> str | None:
@@ -164,6 +191,14 @@ def setup(repo: Any, schema: StoreSchema, cycle: str, time_value: int,
         receipts.write(record_path, asdict(record))
         log.info("%s is already published as %s; batches will write nothing", cycle, store_tag(cycle))
         return record
+    main_root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
+    if branch not in repo.list_branches() and time_value in main_root["time"][:].tolist():
+        # The slot is main's already, for another cycle sharing this time: refuse before
+        # anything is made, so nothing is left to clean up.
+        index = int(main_root["time"][:].tolist().index(time_value))
+        raise PublishError(f"cycle {cycle}: its time slot (index {index}) in this store is "
+                           f"already published, not as {store_tag(cycle)}: another cycle "
+                           "with the same time holds it; nothing was written")
     if branch in repo.list_branches():
         tip = repo.lookup_branch(branch)
         parent = next(iter(repo.ancestry(snapshot_id=tip))).parent_id if tip != main else None

@@ -243,8 +243,9 @@ def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
     buf = Storage.from_settings(settings).read_ranges(
         obj["url"], [(first["offset"], first["length"])])[0]
     lats, lons = region_coords(buf, plan.region)
-    ensemble_store.setup(store_from(settings), store_schema(plan, lats, lons, settings.synthetic),
-                         plan.cycle, hours_since_1900(plan.base), out)
+    with ensemble_store.commits_serialized(settings.cgan.store):
+        ensemble_store.setup(store_from(settings), store_schema(plan, lats, lons, settings.synthetic),
+                             plan.cycle, hours_since_1900(plan.base), out)
 
 
 def write_batch(settings: Settings, batch: int, index_files: list[str | Path], workers: int,
@@ -274,7 +275,8 @@ def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str |
             if bad:
                 raise ensemble_store.PublishError(f"{v.name}: members {bad} missing; not publishing")
 
-    result = ensemble_store.publish(store_from(settings), record, fork_paths, check=complete)
+    with ensemble_store.commits_serialized(settings.cgan.store):
+        result = ensemble_store.publish(store_from(settings), record, fork_paths, check=complete)
     receipts.write(out, {"cycle": plan.cycle, "store": settings.cgan.store,
                          "members": list(plan.members), **result})
 

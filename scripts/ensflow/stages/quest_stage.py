@@ -67,8 +67,9 @@ def time_value(settings: Settings) -> int:
 
 def setup(settings: Settings, out: str | Path) -> None:
     quest.check_issue_date(settings.cycle, settings.quest.allow_any_issue_date)
-    ensemble_store.setup(store_from(settings), store_schema(settings), settings.cycle,
-                         time_value(settings), out)
+    with ensemble_store.commits_serialized(settings.quest.store):
+        ensemble_store.setup(store_from(settings), store_schema(settings), settings.cycle,
+                             time_value(settings), out)
 
 
 def member_fields_from_bucket(settings: Settings, member: int, upload_receipt: str | Path,
@@ -141,7 +142,8 @@ def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str |
             raise ensemble_store.PublishError(
                 f"{len(present)} members, fewer than quest.min_members={q.min_members}")
 
-    result = ensemble_store.publish(store_from(settings), record, fork_paths, check=complete)
+    with ensemble_store.commits_serialized(settings.quest.store):
+        result = ensemble_store.publish(store_from(settings), record, fork_paths, check=complete)
     members = present or requested
     receipts.write(out, {"cycle": settings.cycle, "store": q.store, "members": members,
                          "expected_members": expected, "partial": len(members) < expected,
