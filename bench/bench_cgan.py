@@ -189,6 +189,8 @@ def main() -> None:
             print(f"naive baseline (one request at a time, decode in-process): {n} messages, "
                   f"{base_s:.1f}s, {n / base_s:.1f} msg/s")
             print(f"ratio: {base_s / wall:.1f}x faster end to end")
+            print(f"result: cgan_end_to_end {count / wall:.1f} msg/s baseline {n / base_s:.1f} "
+                  f"ratio {(count / wall) / (n / base_s):.2f}")
     finally:
         server.terminate()
         shutil.rmtree(tmp, ignore_errors=True)

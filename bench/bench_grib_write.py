@@ -71,6 +71,7 @@ def main() -> None:
     print(f"  eccodes baseline: {theirs:8.1f} fields/s  -> a member ({FIELDS_PER_MEMBER} fields) "
           f"{FIELDS_PER_MEMBER / theirs:6.1f}s")
     print(f"  ratio: {ours / theirs:.1f}x")
+    print(f"result: encode_rate {ours:.1f} fields/s baseline {theirs:.1f} ratio {ours / theirs:.2f}")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,8 @@ def main() -> None:
     print(f"{'chain wall':<15}{wall_sm:>16.2f}{wall_ip:>14.2f}")
     print(f"ratio snakemake / in-process: {wall_sm / wall_ip:.2f}x "
           f"(orchestration overhead {wall_sm - wall_ip:.1f}s per member chain)")
+    print(f"result: member_chain_wall {wall_sm:.2f} s baseline {wall_ip:.2f} "
+          f"ratio {wall_sm / wall_ip:.2f}")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,8 @@ def main() -> None:
               f"{result.freed_bytes / 1e6:.1f} MB verified freed)")
         print(f"ratio baseline / ensflow: {t_loop / t_total:.2f}x "
               "(ensflow also lists, plans and checks every object again)")
+        print(f"result: purge_seconds {t_total:.2f} s baseline {t_loop:.2f} "
+              f"ratio {t_loop / t_total:.2f}")
     finally:
         stack.close()
         emulator.terminate()

@@ -109,6 +109,8 @@ def main() -> None:
     print(f"  baseline mir GRIB-to-GRIB one by one: {base_rate:.1f} fields/s "
           f"(measured on {len(messages)} fields) -> {n_fields / base_rate:.0f}s for all fields")
     print(f"  ratio (regrid rate): {ours_rate / base_rate:.0f}x")
+    print(f"result: regrid_rate {ours_rate:.1f} fields/s baseline {base_rate:.1f} "
+          f"ratio {ours_rate / base_rate:.2f}")
 
 
 def eccodes_short(eccodes, msg: bytes) -> str:
