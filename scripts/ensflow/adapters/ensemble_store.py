@@ -15,7 +15,6 @@ before the cycle or with the cycle complete, never in between.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import pickle
@@ -31,6 +30,7 @@ from ensflow.adapters import safe_pickle
 from ensflow.adapters.storage import Storage
 from ensflow.cycle import HOURS_SINCE_1900
 from ensflow.errors import EnsflowError
+from ensflow.flock import exclusive
 from ensflow.layout import store_branch, store_commit_lock, store_tag
 
 log = logging.getLogger(__name__)
@@ -108,14 +108,8 @@ def commits_serialized(url: str) -> Iterator[None]:
     if scheme != "file":
         yield
         return
-    lock = store_commit_lock(Path(rest).absolute())
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive(store_commit_lock(Path(rest).absolute())):
+        yield
 
 
 def published_snapshot(repo: Any, cycle: str) -> str | None:

@@ -8,16 +8,14 @@ itself when the last GRIB is deleted after upload. Failed members free their slo
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from ensflow.errors import EnsflowError
+from ensflow.flock import exclusive
 from ensflow.layout import MEMBER_DIR, WINDOW_LOCK
 
 log = logging.getLogger(__name__)
@@ -42,17 +40,6 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True  # no /proc here: trust the signal
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _claim_is_live(claim: Path) -> bool:
@@ -91,7 +78,7 @@ def claim(directory: Path, window: int, poll_s: float = 1.0, timeout_s: float = 
     started = time.monotonic()
     last_note = 0.0
     while True:
-        with _locked(lock):
+        with exclusive(lock):
             others = occupants(directory.parent, exclude=directory)
             if len(others) < window:
                 directory.mkdir(parents=True, exist_ok=True)
