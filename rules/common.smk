@@ -1,4 +1,5 @@
 # Names shared by every stage: the layout's patterns (ensflow.layout), wildcards, helpers.
+from ensflow.adapters.checkpoint_info import DEMO_MODEL_CLASS
 from ensflow.cycle import member_id
 from ensflow.layout import Layout, forecast_windows, join_url
 from ensflow.science.cgan_plan import plan_from

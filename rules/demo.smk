@@ -10,6 +10,8 @@ rule demo_checkpoint:
         "../envs/gpu.yaml"
     params:
         settings=settings_for("demo_checkpoint"),
+        # The class the checkpoint names: when the code moves it, the checkpoint is remade.
+        model_class=DEMO_MODEL_CLASS,
     script:
         "../scripts/demo_checkpoint.py"
 

@@ -13,6 +13,7 @@ from ensflow.errors import ConfigError
 
 # The demo model's class path, as anemoi's `config.model.model._target_` names a model class.
 DEMO_MODEL_PREFIX = "ensflow.demo.model."
+DEMO_MODEL_CLASS = f"{DEMO_MODEL_PREFIX}DemoEnsembleModel"  # what the demo checkpoint loads
 
 
 @dataclass(frozen=True)

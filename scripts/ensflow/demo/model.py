@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from anemoi.inference.testing.mock_model import SimpleMockModel
 
-from ensflow.adapters.checkpoint_info import DEMO_MODEL_PREFIX
+from ensflow.adapters.checkpoint_info import DEMO_MODEL_CLASS
 
 # The AIFS ENS v1 variables and their roles (ECMWF, "Implementation of AIFS ENS v1";
 # earth2studio models/px/aifsens.py lists the checkpoint's dataset.variables): 6 params on
@@ -67,7 +67,7 @@ def demo_metadata(npoints: int, grid: str) -> dict[str, Any]:
         "config": {
             "training": {"multistep_input": 2, "precision": "32"},
             "data": {"timestep": "6h", "forcing": FORCING + COMPUTED, "diagnostic": DIAGNOSTIC},
-            "model": {"model": {"_target_": f"{DEMO_MODEL_PREFIX}DemoEnsembleModel"}},
+            "model": {"model": {"_target_": DEMO_MODEL_CLASS}},
         },
         "data_indices": {
             "data": {
