@@ -111,17 +111,61 @@ def test_setup_is_reused_on_retry(tmp_path):
     assert c.branch == a.branch and c.time_index == a.time_index and c.main_before == a.main_before
 
 
-def test_publish_refuses_when_main_moved(tmp_path):
+def test_publish_goes_on_top_when_main_moved(tmp_path):
     url = f"file://{tmp_path}/store"
     repo, record, forks = run_cycle(tmp_path, url, "20251127_0000", 1)
     s = repo.writable_session("main")
     zarr.open_group(store=s.store, mode="a").attrs["someone"] = "else"
     moved = s.commit("someone else")
-    with pytest.raises(es.PublishError, match="main moved"):
-        es.publish(repo, record, forks)
-    assert repo.lookup_branch("main") == moved
-    assert "run/20251127_0000" in repo.list_branches(), "the run branch is kept"
-    assert "cycle-20251127_0000" not in repo.list_tags()
+    result = es.publish(repo, record, forks)
+    main = repo.lookup_branch("main")
+    assert result["snapshot"] == main == repo.lookup_tag("cycle-20251127_0000")
+    assert next(iter(repo.ancestry(branch="main"))).parent_id == moved
+    root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
+    assert root.attrs["someone"] == "else" and root["time"][:].tolist() == [1]
+    assert np.array_equal(main_tp(repo)[0, 4], fill(1, 4))
+    assert set(repo.list_branches()) == {"main"}
+
+
+def two_runs_one_store(tmp_path: Path):
+    """Two cycles set up from the same main, each writing at the same new time index."""
+    url = f"file://{tmp_path}/store"
+    a = run_cycle(tmp_path / "a", url, "20251127_0000", 1)
+    b = run_cycle(tmp_path / "b", url, "20251128_0000", 2)
+    assert a[1].time_index == b[1].time_index == 0 and a[1].main_before == b[1].main_before
+    return a, b
+
+
+def test_a_run_that_loses_the_publish_race_finishes_by_itself(tmp_path):
+    (repo, rec_a, forks_a), (_, rec_b, forks_b) = two_runs_one_store(tmp_path)
+    es.publish(repo, rec_a, forks_a)
+    result = es.publish(repo, rec_b, forks_b)  # main moved: B goes on top, at index 1
+    assert not result["already_published"]
+    root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
+    assert root["time"][:].tolist() == [1, 2]
+    tp = main_tp(repo)
+    for m in range(MEMBERS):
+        assert np.array_equal(tp[0, m], fill(1, m)) and np.array_equal(tp[1, m], fill(2, m))
+    # Each tag holds its cycle; A's tag is an ancestor of B's, nothing partial in between.
+    ids = [s.id for s in repo.ancestry(branch="main")]
+    assert ids.index(repo.lookup_tag("cycle-20251128_0000")) == 0
+    assert ids.index(repo.lookup_tag("cycle-20251127_0000")) == 1
+    assert set(repo.list_branches()) == {"main"}
+    again = es.publish(repo, rec_b, forks_b)  # the same command once more: nothing changes
+    assert again["already_published"] and repo.lookup_branch("main") == ids[0]
+
+
+def test_a_race_loser_that_died_before_tagging_is_tagged_not_written_twice(tmp_path):
+    (repo, rec_a, forks_a), (_, rec_b, forks_b) = two_runs_one_store(tmp_path)
+    es.publish(repo, rec_a, forks_a)
+    s = repo.writable_session(rec_b.branch)
+    s.merge(*[es.load_fork(f) for f in forks_b])
+    committed = s.commit("cycle 20251128_0000: 3 batches")
+    on_main = es._onto_moved_main(repo, rec_b, committed)  # then the publisher died
+    result = es.publish(repo, rec_b, forks_b)
+    assert result["snapshot"] == on_main == repo.lookup_tag("cycle-20251128_0000")
+    root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
+    assert root["time"][:].tolist() == [1, 2]
 
 
 def test_publish_resumes_after_a_crash_between_commit_and_main(tmp_path):

@@ -253,6 +253,54 @@ def load_fork(path: str | Path) -> Any:
     return safe_pickle.loads(Path(path).read_bytes(), f"fork file {path}", extra=FORK_ALLOWED)
 
 
+def _commit_of(repo: Any, cycle: str, since: str) -> str | None:
+    """The commit on main, made after `since`, that published `cycle` (a publish that died
+    before tagging)."""
+    for snap in repo.ancestry(branch="main"):
+        if snap.id == since:
+            return None
+        if snap.message.startswith(f"cycle {cycle}:"):
+            return str(snap.id)
+    return None
+
+
+def _onto_moved_main(repo: Any, record: SetupRecord, committed: str, tries: int = 5) -> str:
+    """Main moved since setup: other cycles were published, and one of them may hold the
+    time index this run wrote at. Copy this cycle's slice from its own commit into a new
+    slot at the end of main's time axis and commit on main (Icechunk's commit moves main
+    only from the tip it read, so a reader sees the cycle whole or not at all)."""
+    import icechunk
+    import zarr
+
+    if done := _commit_of(repo, record.cycle, record.main_before):
+        return done
+    source = zarr.open_group(store=repo.readonly_session(snapshot_id=committed).store, mode="r")
+    for _ in range(tries):
+        session = repo.writable_session("main")
+        root = zarr.open_group(store=session.store, mode="a")
+        times = root["time"][:].tolist()
+        if record.time_value in times:
+            raise PublishError(f"cycle {record.cycle}: main holds its time "
+                               f"{record.time_value} for another cycle; {record.branch} is "
+                               "kept (ensflow purge that cycle's tag, or publish elsewhere)")
+        index = len(times)
+        root["time"].resize((index + 1,))
+        root["time"][index] = record.time_value
+        for name, array in root.arrays():
+            if name != "time" and array.metadata.dimension_names[:1] == ("time",):
+                array.resize((index + 1, *array.shape[1:]))
+                array[index] = source[name][record.time_index]
+        try:
+            new = session.commit(f"cycle {record.cycle}: onto main, time index {index}")
+        except icechunk.ConflictError:
+            continue  # yet another cycle landed first: read main again
+        log.info("main moved since setup of %s: written at time index %d of main",
+                 record.cycle, index)
+        return str(new)
+    raise PublishError(f"cycle {record.cycle}: main kept moving ({tries} tries); "
+                       f"{record.branch} is kept, run the same command again")
+
+
 def publish(repo: Any, record: SetupRecord, fork_paths: Sequence[str | Path],
             check: Callable[[Any, int], None] | None = None) -> dict[str, Any]:
     """Merge forks, one commit, move main by compare-and-swap, tag, delete the run branch."""
@@ -272,10 +320,6 @@ def publish(repo: Any, record: SetupRecord, fork_paths: Sequence[str | Path],
         raise PublishError(f"{record.branch} is gone and {tag} does not exist")
     tip = repo.lookup_branch(record.branch)
     if tip == record.setup_snapshot:
-        if main != record.main_before:
-            raise PublishError(
-                f"main moved since setup of {record.cycle} ({record.main_before} -> {main}); "
-                f"refusing to publish, {record.branch} is kept")
         session = repo.writable_session(record.branch)
         session.merge(*[load_fork(p) for p in fork_paths])
         if check is not None:
@@ -287,15 +331,14 @@ def publish(repo: Any, record: SetupRecord, fork_paths: Sequence[str | Path],
             raise PublishError(f"{record.branch} moved since setup ({record.setup_snapshot} -> {tip})")
         new = tip
     if main != new:
-        if main != record.main_before:
-            raise PublishError(
-                f"main moved since setup of {record.cycle} ({record.main_before} -> {main}); "
-                f"refusing to publish, {record.branch} is kept")
-        try:
-            repo.reset_branch("main", new, from_snapshot_id=record.main_before)
-        except Exception as exc:
-            raise PublishError(f"main moved while publishing {record.cycle}: {exc}; "
-                               f"{record.branch} is kept") from None
+        moved = main != record.main_before
+        if not moved:
+            try:
+                repo.reset_branch("main", new, from_snapshot_id=record.main_before)
+            except Exception:  # main moved while we were about to move it
+                moved = True
+        if moved:  # another cycle was published meanwhile: put ours on top of it
+            new = _onto_moved_main(repo, record, new)
     repo.create_tag(tag, new)
     repo.delete_branch(record.branch)
     log.info("published %s as %s (main %s -> %s)", record.cycle, tag, record.main_before, new)
