@@ -127,6 +127,18 @@ def _check_units(path: Path, da: Any, want: str) -> str:
     return f"{want} (from the range; the file names none)"
 
 
+def fetch_checked(storage: Storage, source: str, var: str, valid: dt.date, dest: str | Path,
+                  password_env: str, units: str) -> dict[str, Any]:
+    """`fetch`, then `load_checked`: a file that fails its checks is not left at `dest`."""
+    dest = Path(dest)
+    fetch(storage, source, var, valid, dest, password_env)
+    try:
+        return load_checked(dest, var, valid, units)[1]
+    except EnsflowError:
+        dest.unlink(missing_ok=True)
+        raise
+
+
 def load_checked(path: str | Path, var: str, valid: dt.date, units: str
                  ) -> tuple[np.ndarray, dict[str, Any]]:
     """Thresholds (4, 121, 240) on the quest grid (latitude 90 → −90, longitude 0 → 358.5),

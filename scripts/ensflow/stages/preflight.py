@@ -202,17 +202,17 @@ def check_climatology(settings: Settings) -> str:
     issue = quest.issue_date(settings.cycle)
     storage = Storage.from_settings(settings)
     needed = quest_climatology.needed(issue, q.variables)
-    missing = [quest_climatology.source_url(q.climatology, v, valid) for v, _, valid in needed
-               if storage.stat(quest_climatology.source_url(q.climatology, v, valid)) is None]
+    urls = [quest_climatology.source_url(q.climatology, v, valid) for v, _, valid in needed]
+    missing = [url for url in urls if storage.stat(url) is None]
     if missing:
         raise PreflightError(f"climatology files not found: {', '.join(missing)}")
     # Opened and checked as the products will (valid date, grid, quantiles, units), now.
     Path(settings.scratch).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.scratch, prefix=".preflight-") as tmp:
         for var, _, valid in needed:
-            dest = Path(tmp) / quest_climatology.filename(var, valid)
-            quest_climatology.fetch(storage, q.climatology, var, valid, dest, q.password_env)
-            quest_climatology.load_checked(dest, var, valid, q.climatology_units[var])
+            quest_climatology.fetch_checked(
+                storage, q.climatology, var, valid, Path(tmp) / quest_climatology.filename(var, valid),
+                q.password_env, q.climatology_units[var])
     return f"climatology: {len(needed)} files under {q.climatology}, opened and checked"
 
 

@@ -220,12 +220,8 @@ def fetch_climatology(settings: Settings, out_files: list[str | Path], record: s
     checks = []
     for var, period, valid in quest_climatology.needed(issue, q.variables):
         dest = by_name[quest_climatology.filename(var, valid)]
-        quest_climatology.fetch(storage, q.climatology, var, valid, dest, q.password_env)
-        try:
-            _, info = quest_climatology.load_checked(dest, var, valid, q.climatology_units[var])
-        except EnsflowError:
-            dest.unlink(missing_ok=True)
-            raise
+        info = quest_climatology.fetch_checked(storage, q.climatology, var, valid, dest,
+                                               q.password_env, q.climatology_units[var])
         checks.append({"variable": var, "period": period, **info})
         log.info("climatology %s: week of %s, units %s%s", dest.name, info["valid_date"],
                  info["units"], ", reordered to 90→−90 / 0→358.5" if info["reordered"] else "")
