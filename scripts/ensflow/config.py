@@ -193,11 +193,12 @@ class Settings:
 
 # ------------------------------------------------------------------ what each job uses
 
-_STORAGE = ("gcs", "opendata.endpoint_url", "opendata.region")
+# What a job needs to reach buckets (ensflow.adapters.storage.Storage.from_settings).
+STORAGE_SETTINGS = ("gcs", "opendata.endpoint_url", "opendata.region")
 _CGAN_PLAN = ("cycle", "opendata", "cgan.variables", "cgan.members", "cgan.steps",
               "cgan.members_per_batch", "cgan.region", "cgan.accumulation")
-_CGAN_STORE = (*_CGAN_PLAN, *_STORAGE, "cgan.store", "cgan.store_endpoint_url", "synthetic")
-_QUEST = ("cycle", "synthetic", *_STORAGE, "quest.variables", "quest.store")
+_CGAN_STORE = (*_CGAN_PLAN, *STORAGE_SETTINGS, "cgan.store", "cgan.store_endpoint_url", "synthetic")
+_QUEST = ("cycle", "synthetic", *STORAGE_SETTINGS, "quest.variables", "quest.store")
 # What a member's forecast output depends on. Its GRIBs are temp() and gone once uploaded,
 # so the upload receipt (the durable result of the member chain) carries these too: a
 # change re-runs fetch_input -> forecast -> upload and what follows, nothing before.
@@ -214,14 +215,14 @@ JOB_SETTINGS: dict[str, tuple[str, ...]] = {
                        "forecast.bits_per_value", "forecast.device", "forecast.gpus",
                        "quest.enabled", "quest.allow_any_issue_date", "quest.climatology",
                        "quest.password_env", "quest.variables", "quest.climatology_units"),
-    "preflight_cgan": (*_CGAN_PLAN, *_STORAGE),
+    "preflight_cgan": (*_CGAN_PLAN, *STORAGE_SETTINGS),
     "checkpoint_record": ("checkpoint",),
     "prepare_input": ("cycle", "checkpoint", "opendata", "bucket", "scratch", "synthetic",
-                      *_STORAGE),
-    "fetch_input": ("cycle", "checkpoint", "scratch", "window", *_STORAGE),
+                      *STORAGE_SETTINGS),
+    "fetch_input": ("cycle", "checkpoint", "scratch", "window", *STORAGE_SETTINGS),
     "forecast": (*_FORECAST_OUTPUT, "scratch", "forecast.gpus", "forecast.members_per_gpu"),
-    "upload": (*_FORECAST_OUTPUT, "bucket", "synthetic", *_STORAGE),
-    "cgan_index": (*_CGAN_PLAN, *_STORAGE),
+    "upload": (*_FORECAST_OUTPUT, "bucket", "synthetic", *STORAGE_SETTINGS),
+    "cgan_index": (*_CGAN_PLAN, *STORAGE_SETTINGS),
     "cgan_setup": _CGAN_STORE,
     "cgan_batch": _CGAN_STORE,
     "cgan_publish": _CGAN_STORE,

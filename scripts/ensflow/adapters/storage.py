@@ -54,8 +54,6 @@ BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
 CONNECT_TIMEOUT_S = 10
 REQUEST_TIMEOUT_S = 60
-# What a job must be handed to build its Storage (ensflow.config.JOB_SETTINGS).
-SETTINGS_KEYS = ("gcs", "opendata.endpoint_url", "opendata.region")
 
 
 @dataclass(frozen=True)
@@ -142,9 +140,9 @@ class Storage:
     def from_settings(cls, settings: Settings) -> Storage:
         """From the config's `gcs` section and `opendata.endpoint_url`/`region`
         (`AWS_ENDPOINT_URL` when the config names no endpoint)."""
-        from ensflow.config import SettingWithheld
+        from ensflow.config import STORAGE_SETTINGS, SettingWithheld
 
-        for key in SETTINGS_KEYS:
+        for key in STORAGE_SETTINGS:
             if not settings.handed(key):
                 raise SettingWithheld(f"setting '{key}' is not among this job's params "
                                       "(ensflow.config.JOB_SETTINGS); buckets need it")
