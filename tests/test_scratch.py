@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ensflow.errors import EnsflowError
-from ensflow.layout import Layout
+from ensflow.layout import MEMBER_CLAIM, Layout
 from ensflow.ops import scratch
 
 
@@ -51,7 +51,7 @@ def test_claim_of_a_dead_process_is_stale(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True)
     m1.mkdir(parents=True)
-    (m1 / scratch.CLAIM).write_text(f"{os.uname().nodename} {proc.stdout.strip()}\n")
+    (m1 / MEMBER_CLAIM).write_text(f"{os.uname().nodename} {proc.stdout.strip()}\n")
     assert not scratch.occupied(m1)
     scratch.claim(m2, window=1, timeout_s=1)
 

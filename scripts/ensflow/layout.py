@@ -168,6 +168,8 @@ def job_label(wildcards: dict[str, str]) -> str:
 # What a job leaves beside its outputs and a cluster run's report reads back.
 JOB_FILE_SUFFIXES = (".log", ".tsv", ".json", ".png")
 WINDOW_LOCK = ".window.lock"  # in scratch/<cycle>/: the member window's lock
+MEMBER_CLAIM = ".claim"  # in a member's scratch folder: its slot in the window
+MEMBER_FAILED = ".failed"  # ...: it failed and gave its slot back
 
 
 @dataclass(frozen=True)

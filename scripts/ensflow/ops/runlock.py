@@ -75,7 +75,7 @@ def claim(workdir: Path, cycle: str) -> RunLock:
     json.dump({"pid": os.getpid(), "cycle": cycle,
                "started": dt.datetime.now().isoformat(timespec="seconds")}, f)
     f.flush()
-    stale = sorted(snakemake_locks(Path(workdir)))
+    stale = snakemake_locks(Path(workdir))
     for lock in stale:
         lock.unlink(missing_ok=True)
     if stale:

@@ -16,11 +16,9 @@ from pathlib import Path
 
 from ensflow.errors import EnsflowError
 from ensflow.flock import exclusive
-from ensflow.layout import MEMBER_DIR, WINDOW_LOCK
+from ensflow.layout import MEMBER_CLAIM, MEMBER_DIR, MEMBER_FAILED, WINDOW_LOCK
 
 log = logging.getLogger(__name__)
-CLAIM = ".claim"
-FAILED = ".failed"
 
 
 def pid_alive(pid: int) -> bool:
@@ -54,13 +52,13 @@ def _claim_is_live(claim: Path) -> bool:
 
 def occupied(directory: Path) -> bool:
     """A member holds a slot while its directory has files, unless it is marked failed."""
-    if not directory.is_dir() or (directory / FAILED).exists():
+    if not directory.is_dir() or (directory / MEMBER_FAILED).exists():
         return False
     names = [p.name for p in directory.iterdir()]
     if not names:
         return False
-    if names == [CLAIM]:
-        return _claim_is_live(directory / CLAIM)
+    if names == [MEMBER_CLAIM]:
+        return _claim_is_live(directory / MEMBER_CLAIM)
     return True
 
 
@@ -82,8 +80,8 @@ def claim(directory: Path, window: int, poll_s: float = 1.0, timeout_s: float = 
             others = occupants(directory.parent, exclude=directory)
             if len(others) < window:
                 directory.mkdir(parents=True, exist_ok=True)
-                (directory / FAILED).unlink(missing_ok=True)
-                (directory / CLAIM).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+                (directory / MEMBER_FAILED).unlink(missing_ok=True)
+                (directory / MEMBER_CLAIM).write_text(f"{socket.gethostname()} {os.getpid()}\n")
                 return
         waited = time.monotonic() - started
         if waited > timeout_s:
@@ -98,15 +96,15 @@ def claim(directory: Path, window: int, poll_s: float = 1.0, timeout_s: float = 
 
 
 def release_claim(directory: Path) -> None:
-    (Path(directory) / CLAIM).unlink(missing_ok=True)
+    (Path(directory) / MEMBER_CLAIM).unlink(missing_ok=True)
 
 
 def mark_failed(directory: Path) -> None:
     """Keep the files (a retry needs them) but stop them holding a slot in this run."""
     directory = Path(directory)
     if directory.is_dir():
-        (directory / FAILED).touch()
+        (directory / MEMBER_FAILED).touch()
 
 
 def clear_failed(directory: Path) -> None:
-    (Path(directory) / FAILED).unlink(missing_ok=True)
+    (Path(directory) / MEMBER_FAILED).unlink(missing_ok=True)
