@@ -176,40 +176,34 @@ def setup(repo: Any, schema: StoreSchema, cycle: str, time_value: int,
     _ensure_schema(repo, schema)
     branch = store_branch(cycle)
     main = repo.lookup_branch("main")
+    main_times = zarr.open_group(store=repo.readonly_session("main").store,
+                                 mode="r")["time"][:].tolist()
     published = published_snapshot(repo, cycle)
     if published:
         # Published before (a re-run after a workflow change): the archive's cycle is final.
-        root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
-        index = int(root["time"][:].tolist().index(time_value))
+        index = main_times.index(time_value)
         record = SetupRecord(cycle, branch, main, published, index, time_value, True)
         receipts.write(record_path, asdict(record))
         log.info("%s is already published as %s; batches will write nothing", cycle, store_tag(cycle))
         return record
-    main_root = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
-    if branch not in repo.list_branches() and time_value in main_root["time"][:].tolist():
+    exists = branch in repo.list_branches()
+    tip = repo.lookup_branch(branch) if exists else main
+    if tip == main and time_value in main_times:
         # The slot is main's already, for another cycle sharing this time: refuse before
         # anything is made, so nothing is left to clean up.
-        index = int(main_root["time"][:].tolist().index(time_value))
-        raise PublishError(f"cycle {cycle}: its time slot (index {index}) in this store is "
-                           f"already published, not as {store_tag(cycle)}: another cycle "
-                           "with the same time holds it; nothing was written")
-    if branch in repo.list_branches():
-        tip = repo.lookup_branch(branch)
-        parent = next(iter(repo.ancestry(snapshot_id=tip))).parent_id if tip != main else None
-        if tip != main and parent != main:
-            raise PublishError(f"{branch} exists and does not start from main ({main}); "
-                               "delete it or publish it first")
-    else:
+        raise PublishError(f"cycle {cycle}: its time slot (index {main_times.index(time_value)}) "
+                           f"in this store is already published, not as {store_tag(cycle)}: "
+                           "another cycle with the same time holds it; nothing was written")
+    if not exists:
         repo.create_branch(branch, main)
-        tip = main
+    elif tip != main and next(iter(repo.ancestry(snapshot_id=tip))).parent_id != main:
+        raise PublishError(f"{branch} exists and does not start from main ({main}); "
+                           "delete it or publish it first")
     session = repo.writable_session(branch)
     root = zarr.open_group(store=session.store, mode="a")
     times = root["time"][:]
-    if time_value in times.tolist():
+    if time_value in times.tolist():  # this branch's own setup commit, found again
         index = int(times.tolist().index(time_value))
-        if tip == main:
-            raise PublishError(f"cycle {cycle} is already in main (time index {index}); "
-                               f"tag {store_tag(cycle)}")
     else:
         index = int(times.size)
         root["time"].resize((index + 1,))
