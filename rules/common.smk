@@ -1,7 +1,7 @@
 # Names shared by every stage: the layout's patterns (ensflow.layout), wildcards, helpers.
 from ensflow.adapters.checkpoint_info import DEMO_MODEL_CLASS
 from ensflow.cycle import member_id
-from ensflow.layout import Layout, forecast_windows, join_url
+from ensflow.layout import Layout, forecast_windows, served_climatology
 from ensflow.science.cgan_plan import plan_from
 from ensflow.science.quest import products as quest_products
 from ensflow.stages.quest_stage import (
@@ -89,12 +89,9 @@ QUEST_FORK = LAYOUT.quest_fork()
 QUEST_PUBLISHED = LAYOUT.quest_published()
 QUEST_CLIMATOLOGY_FILES = LAYOUT.quest_climatology(climatology_names(SETTINGS))
 # The demo serves the quest's layout locally (file:// prefix); a rule writes it there.
-DEMO_CLIMATOLOGY = [
-    join_url(config["quest"]["climatology"] or "file://demo/aiwq", path).removeprefix(
-        "file://"
-    )
-    for path in climatology_paths(SETTINGS)
-]
+DEMO_CLIMATOLOGY = served_climatology(
+    config["quest"]["climatology"], climatology_paths(SETTINGS)
+)
 QUEST_PRODUCTS = quest_products(config["quest"]["variables"])
 QUEST_FILES = LAYOUT.quest_submissions(submission_names(SETTINGS))
 QUEST_PLOTS = LAYOUT.quest_maps(QUEST_PRODUCTS)

@@ -141,6 +141,15 @@ def climatology_remote_path(name: str, valid: dt.date) -> str:
     return f"climatologies/{valid:%Y}/{name}"
 
 
+DEMO_CLIMATOLOGY_ROOT = "file://demo/aiwq"  # where the demo serves the quest's layout
+
+
+def served_climatology(root: str | None, paths: list[str]) -> list[str]:
+    """The local files of a file:// mirror of the quest's climatology layout (the demo
+    writes one; `root` None is the demo's own)."""
+    return [join_url(root or DEMO_CLIMATOLOGY_ROOT, p).removeprefix("file://") for p in paths]
+
+
 def store_branch(cycle: str) -> str:
     """The Icechunk branch a cycle's batches write to before the publish."""
     return f"run/{cycle}"
