@@ -1,7 +1,8 @@
 """Preflight: before an 8-hour run, find what is missing now, not at member 39.
 
 Every check runs (one failing does not hide the next) and the job fails with one line per
-problem. Nothing is downloaded; the only write is a tiny probe object in the bucket.
+problem. It reads the open-data indices and the quest's climatology files (a few MB, to
+check them as the products will); the only write is a tiny probe object in the bucket.
 """
 
 from __future__ import annotations
