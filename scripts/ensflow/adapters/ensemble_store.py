@@ -93,9 +93,15 @@ def open_repo(url: str, storage: Storage, create: bool = True) -> Any:
 
     where = storage.icechunk_storage(url)
     config = storage.icechunk_config()
-    if create:
+    if not create:
+        return icechunk.Repository.open(where, config=config)
+    try:
         return icechunk.Repository.open_or_create(where, config=config)
-    return icechunk.Repository.open(where, config=config)
+    except icechunk.IcechunkError:
+        # Two runs starting on a new store: the one whose create lost opens the winner's.
+        if not icechunk.Repository.exists(where):
+            raise
+        return icechunk.Repository.open(where, config=config)
 
 
 @contextlib.contextmanager
@@ -122,7 +128,20 @@ def published_snapshot(repo: Any, cycle: str) -> str | None:
 
 
 def _ensure_schema(repo: Any, schema: StoreSchema) -> None:
-    """First use: create coordinates and empty arrays on main (one commit)."""
+    """First use: create coordinates and empty arrays on main (one commit). Runs that
+    start together on a new store race for it: a loser finds the winner's layout."""
+    import icechunk
+
+    for attempt in range(5):
+        try:
+            return _create_layout(repo, schema)
+        except icechunk.ConflictError:
+            if attempt == 4:
+                raise
+            log.info("store layout committed meanwhile by another run; reading it again")
+
+
+def _create_layout(repo: Any, schema: StoreSchema) -> None:
     import zarr
 
     session = repo.readonly_session("main")
@@ -150,7 +169,8 @@ def _ensure_schema(repo: Any, schema: StoreSchema) -> None:
                               chunks=(1, 1, *spec.shape[1:]), fill_value=np.nan,
                               dimension_names=("time", *spec.dims))
         a.attrs.update(spec.attrs)
-    session.commit("ensflow: create store layout")
+    if session.has_uncommitted_changes:  # else another run's layout landed in between
+        session.commit("ensflow: create store layout")
 
 
 def _has_root(session: Any) -> bool:

@@ -28,11 +28,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -111,6 +114,20 @@ def _reported(what: str) -> Iterator[None]:
     except Exception as exc:
         text = " ".join(str(exc).split())
         raise StorageError(f"{what}: {type(exc).__name__}: {text[:400]}") from exc
+
+
+def _emulator_account(host: str) -> str:
+    """A service-account file that points Icechunk's object_store at a GCS emulator, as
+    STORAGE_EMULATOR_HOST points google-cloud-storage: object_store reads `gcs_base_url`
+    and `disable_oauth` from the file (object_store gcp/credential.rs, the way its own
+    tests reach fake-gcs-server); it has no environment variable for it."""
+    path = Path(tempfile.gettempdir()) / f"ensflow-gcs-emulator-{os.getuid()}-{zlib.crc32(host.encode()):08x}.json"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps({"gcs_base_url": host.rstrip("/"), "disable_oauth": True,
+                                   "client_email": "", "private_key": "", "private_key_id": ""}))
+        tmp.replace(path)
+    return str(path)
 
 
 # ---------------------------------------------------------------- the object
@@ -231,6 +248,10 @@ class Storage:
         if self.gcs_credentials_file:
             return icechunk.gcs_storage(bucket=bucket, prefix=prefix,
                                         service_account_file=self.gcs_credentials_file)
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            return icechunk.gcs_storage(bucket=bucket, prefix=prefix,
+                                        service_account_file=_emulator_account(emulator))
         return icechunk.gcs_storage(bucket=bucket, prefix=prefix, from_env=True)
 
     # ------------------------------------------------------------ backends
