@@ -121,7 +121,8 @@ def _emulator_account(host: str) -> str:
     STORAGE_EMULATOR_HOST points google-cloud-storage: object_store reads `gcs_base_url`
     and `disable_oauth` from the file (object_store gcp/credential.rs, the way its own
     tests reach fake-gcs-server); it has no environment variable for it."""
-    path = Path(tempfile.gettempdir()) / f"ensflow-gcs-emulator-{os.getuid()}-{zlib.crc32(host.encode()):08x}.json"
+    name = f"ensflow-gcs-emulator-{os.getuid()}-{zlib.crc32(host.encode()):08x}.json"
+    path = Path(tempfile.gettempdir()) / name
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({"gcs_base_url": host.rstrip("/"), "disable_oauth": True,
