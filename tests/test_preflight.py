@@ -52,7 +52,7 @@ def test_all_good(world, tmp_path):
      "tas_20yrCLIM_WEEKLYMEAN_quintiles_20251215.nc"),
     ({"cycle": "20251125_0000"}, "aifs",
      "climatology: cycle 20251125_0000: issue 2025-11-25 00 UTC is a Tuesday"),
-    ({"cgan": {"members": "0-7"}}, "cgan", "member 7"),
+    ({"cgan": {"members": "0-7"}}, "cgan", "field(s) of member(s) 3, 4, 5, 6, 7)"),
 ])
 def test_each_problem_has_its_own_line(world, tmp_path, change, stage, message):
     with pytest.raises(PreflightError) as err:
@@ -62,7 +62,7 @@ def test_each_problem_has_its_own_line(world, tmp_path, change, stage, message):
 
 
 def test_missing_member_is_named(world, tmp_path):
-    with pytest.raises(PreflightError, match=r"member 6"):
+    with pytest.raises(PreflightError, match=r"field\(s\) of member\(s\) 5, 6\)"):
         run(settings_for(world, members="1-6"), "aifs", tmp_path / "x.json")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -378,3 +379,36 @@ def store_commit_lock(store_dir: Path) -> Path:
 def mirror_dir(workdir: Path, cycle: str) -> Path:
     """Where a cluster run's files are copied on the submitting machine."""
     return workdir / ".snakemake" / "ensflow-mirror" / cycle
+
+
+def gcs_emulator_account(tmp_dir: Path, host: str, uid: int) -> Path:
+    """The service-account file that points Icechunk at a GCS emulator (adapters.storage)."""
+    return tmp_dir / f"ensflow-gcs-emulator-{uid}-{zlib.crc32(host.encode()):08x}.json"
+
+
+# ---------------------------------------------------------------- watch and backfill
+
+
+def watch_run_dir(runs: Path, stage: str, cycle: str) -> Path:
+    """One scheduled run's own Snakemake directory: its config, results, logs, .snakemake."""
+    return runs / stage / cycle
+
+
+def watch_state(run_dir: Path) -> Path:
+    """What watch/backfill know of that run: waiting, running, finished, missed; attempts."""
+    return run_dir / "watch.json"
+
+
+def watch_missing(run_dir: Path) -> Path:
+    """At the deadline: every object and field still missing, in full."""
+    return run_dir / "missing.json"
+
+
+def watch_attempt_log(run_dir: Path, attempt: int) -> Path:
+    """Snakemake's output of one attempt."""
+    return run_dir / f"attempt-{attempt}.log"
+
+
+def watch_config(run_dir: Path) -> Path:
+    """The run's whole config, written by watch (Snakemake reads config/config.yaml)."""
+    return run_dir / "config" / "config.yaml"

@@ -35,7 +35,6 @@ import shutil
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import google_crc32c
 
 from ensflow.errors import StorageError
+from ensflow.layout import gcs_emulator_account
 
 if TYPE_CHECKING:
     from ensflow.config import Settings
@@ -121,8 +121,7 @@ def _emulator_account(host: str) -> str:
     STORAGE_EMULATOR_HOST points google-cloud-storage: object_store reads `gcs_base_url`
     and `disable_oauth` from the file (object_store gcp/credential.rs, the way its own
     tests reach fake-gcs-server); it has no environment variable for it."""
-    name = f"ensflow-gcs-emulator-{os.getuid()}-{zlib.crc32(host.encode()):08x}.json"
-    path = Path(tempfile.gettempdir()) / name
+    path = gcs_emulator_account(Path(tempfile.gettempdir()), host, os.getuid())
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({"gcs_base_url": host.rstrip("/"), "disable_oauth": True,

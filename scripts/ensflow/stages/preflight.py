@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ensflow import receipts
-from ensflow.adapters import checkpoint_info, opendata, opendata_requests
-from ensflow.adapters.opendata import OpenDataLayout
+from ensflow.adapters import checkpoint_info
 from ensflow.adapters.storage import Storage
 from ensflow.config import Settings
-from ensflow.cycle import cycle_datetime
 from ensflow.errors import EnsflowError
 from ensflow.layout import preflight_probe
+from ensflow.science import opendata_needs
 
 log = logging.getLogger(__name__)
 
@@ -79,74 +78,25 @@ def check_bucket(settings: Settings) -> str:
     return f"bucket {settings.bucket} reachable and writable"
 
 
-def _load_index(storage: Storage, url: str) -> list[opendata.Message]:
-    try:
-        return opendata.load_index(storage, url)
-    except EnsflowError as exc:
-        raise PreflightError(f"open data not published: {exc}") from None
+def _opendata(settings: Settings, stage: str, what: str) -> str:
+    needs = opendata_needs.for_stage(settings, stage)
+    problems = opendata_needs.missing(Storage.from_settings(settings), needs, shown=3)
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise PreflightError("; ".join(problems[:10]) + more)
+    return f"open data: {needs.count} {what} listed"
 
 
 def check_opendata_aifs(settings: Settings) -> str:
     """Every input variable of every member is listed where the catalogue says ECMWF
     publishes it (enfo for members, the HRES stream for constants); a missing field is
     named with the request tried."""
-    from ensflow.science.input_state import input_dates
-
-    layout = OpenDataLayout.from_settings(settings.opendata)
-    storage = Storage.from_settings(settings)
-    info = checkpoint_info.read(settings.checkpoint)
-    count = 0
-    problems: list[str] = []
-    indices: dict[str, set[opendata.Key] | None] = {}
-    for date in input_dates(cycle_datetime(settings.cycle), info.timestep_hours):
-        for n in settings.members:
-            try:
-                requests = opendata_requests.for_member(info, date, n)
-            except EnsflowError as exc:
-                problems.append(str(exc))
-                break
-            missing: dict[str, list[str]] = {}
-            for r in requests:
-                url = r.url(layout)
-                if url not in indices:
-                    try:
-                        indices[url] = {(m.param, m.levtype, m.levelist, m.number)
-                                        for m in _load_index(storage, url)}
-                    except EnsflowError as exc:
-                        problems.append(str(exc))
-                        indices[url] = None
-                listed = indices[url]
-                if listed is not None and r.key not in listed:
-                    missing.setdefault(url, []).append(r.describe())
-                elif listed is not None:
-                    count += 1
-            problems += [f"{url}: member {n}: {len(m)} field(s) not in the index, first: {m[0]}"
-                         for url, m in missing.items()]
-    if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise PreflightError("; ".join(problems[:10]) + more)
-    return f"open data: {count} input messages listed"
+    return _opendata(settings, "aifs", "input messages")
 
 
 def check_opendata_cgan(settings: Settings) -> str:
     """Every step's index lists every (variable, member) the cGAN stage reads."""
-    from ensflow.science.cgan_plan import plan_from
-
-    plan = plan_from(settings)
-    storage = Storage.from_settings(settings)
-    count = 0
-    problems = []
-    for step in plan.all_steps:
-        for url, members in plan.objects(step).items():
-            wanted = [(v.param, v.levtype, v.levelist, m) for v in plan.variables
-                      if step in plan.fetch_steps(v) for m in members]
-            try:
-                count += len(opendata.select(_load_index(storage, url), wanted))
-            except EnsflowError as exc:
-                problems.append(f"{url}: {exc}")
-    if problems:
-        raise PreflightError("; ".join(problems[:5]))
-    return f"open data: {count} cGAN messages listed"
+    return _opendata(settings, "cgan", "cGAN messages")
 
 
 def member_scratch_bytes(settings: Settings) -> int:
