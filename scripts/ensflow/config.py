@@ -134,9 +134,21 @@ class ReportSettings:
     log_excerpt_lines: int
 
 
+@dataclass(frozen=True)
+class WatchSettings:
+    runs: str
+    profile: str | None
+    poll_seconds: float
+    lookback_hours: float
+    max_parallel: int
+    max_attempts: int
+    stages: dict[str, dict[str, Any]]
+
+
 SECTIONS: dict[str, type] = {
     "demo": DemoSettings, "opendata": OpenDataSettings, "forecast": ForecastSettings,
     "cgan": CganSettings, "quest": QuestSettings, "gcs": GcsSettings, "report": ReportSettings,
+    "watch": WatchSettings,
 }
 SCALARS = ("cycle", "members", "max_member", "window", "bucket", "scratch", "results",
            "synthetic", "checkpoint")
@@ -163,6 +175,7 @@ class Settings:
     quest: QuestSettings
     gcs: GcsSettings
     report: ReportSettings = field(repr=False)
+    watch: WatchSettings = field(repr=False)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:

@@ -1,4 +1,5 @@
-"""`ensflow status|report|purge`: operations beside a run. Running is plain `snakemake`."""
+"""`ensflow status|report|purge|watch|backfill`: operations beside runs. A run is plain
+`snakemake`; watch and backfill start plain Snakemake runs, one directory per cycle."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ensflow.config import Settings, load_like_snakemake
 from ensflow.errors import EnsflowError
@@ -21,6 +23,24 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
                         help="config files over config/config.yaml, as given to the run")
     parser.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
                         help="overrides, as given to the run (e.g. cycle=20251127_0000)")
+
+
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", action="append", choices=["cgan", "quest"],
+                        help="only this stage (repeatable; default: every enabled one; "
+                        "backfill takes one)")
+    parser.add_argument("--profile", help="Snakemake profile for the runs (default "
+                        "watch.profile), e.g. gpu or profiles/demo")
+    parser.add_argument("--parallel", type=int, help="runs at once (default watch.max_parallel)")
+
+
+def _watcher(args: argparse.Namespace, stages: list[str]) -> Any:
+    from ensflow.ops.watch import Watcher
+
+    settings = _settings(args)
+    w = settings.watch
+    return Watcher(settings, Path(args.directory), stages, profile=args.profile or w.profile,
+                   max_parallel=args.parallel or w.max_parallel, max_attempts=w.max_attempts)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -46,6 +66,24 @@ def main(argv: list[str] | None = None) -> int:
     for p in (p_status, p_report, p_purge):
         p.add_argument("--storage-prefix", help="read the jobs' files from Snakemake's default storage "
                        "prefix (a cluster run), e.g. gs://aifs-ens-forecasts/ensflow")
+    p_watch = sub.add_parser("watch", help="start each scheduled cycle when ECMWF has published "
+                             "what it reads; wait up to the stage's deadline, then report what "
+                             "is missing (config `watch`)")
+    _config_args(p_watch)
+    _run_args(p_watch)
+    p_watch.add_argument("--once", action="store_true", help="one pass: start what is ready, "
+                         "wait for it, exit (cron, a Kubernetes CronJob); exit 1 if a cycle "
+                         "was missed, failed or refused")
+    p_watch.add_argument("--poll-seconds", type=float, help="default watch.poll_seconds")
+    p_watch.add_argument("--stop-after", type=float, metavar="SECONDS",
+                         help="a long-running watch ends after this long (default: never)")
+    p_watch.add_argument("--now", help="act as if it were this UTC time (ISO), e.g. to replay")
+    p_backfill = sub.add_parser("backfill", help="run a stage's past cycles START..END (both "
+                                "included) beside the daily run, into the same stores")
+    _config_args(p_backfill)
+    _run_args(p_backfill)
+    p_backfill.add_argument("start", help="first cycle, YYYYMMDD_HHMM or ISO")
+    p_backfill.add_argument("end", help="last cycle")
     p_profiles = sub.add_parser("install-profiles", help="make `--profile gpu` and `--profile "
                                 "kubernetes` the repo's profiles (symlinks in Snakemake's user "
                                 "config directory; a different profile of that name is kept)")
@@ -60,6 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from ensflow.ops.report import main_report
             return main_report(_settings(args), Path(args.directory), args.output, args.storage_prefix)
+        if args.command == "watch":
+            from ensflow.ops.watch import STAGES, clock, run_watch
+
+            watcher = _watcher(args, args.stage or list(STAGES))
+            return run_watch(watcher, clock(args.now), once=args.once,
+                             poll_seconds=args.poll_seconds or watcher.settings.watch.poll_seconds,
+                             stop_after=args.stop_after)
+        if args.command == "backfill":
+            from ensflow.ops.watch import run_backfill
+
+            if not args.stage or len(args.stage) != 1:
+                parser.error("backfill takes exactly one --stage (cgan or quest)")
+            return run_backfill(_watcher(args, args.stage), args.stage[0], args.start, args.end)
         if args.command == "purge":
             from ensflow.ops.retention import main_purge
             return main_purge(_settings(args), Path(args.directory), delete=args.yes,
