@@ -45,6 +45,7 @@ from ensflow.layout import (
 )
 from ensflow.ops import runlock
 from ensflow.science import opendata_needs
+from ensflow.science.quest import check_issue_date
 
 log = logging.getLogger("ensflow")
 
@@ -128,7 +129,13 @@ def run_config(settings: Settings, source: Path, stage: Stage, cycle: str) -> Se
         for p in parents:
             node = node[p]
         node[leaf] = _absolute(node[leaf], source)
-    return validate(cfg)  # refused now, before any directory or download
+    run = validate(cfg)  # refused now, before any directory or download
+    if run.quest.enabled:
+        try:
+            check_issue_date(cycle, run.quest.allow_any_issue_date)
+        except EnsflowError as exc:
+            raise ConfigError(f"watch.stages.{stage.name}: {exc}") from None
+    return run
 
 
 @dataclass
@@ -326,11 +333,12 @@ def clock(now: str | None) -> Callable[[], dt.datetime]:
 
 def due(settings: Settings, stages: Iterable[str], now: dt.datetime) -> list[tuple[Stage, str]]:
     """The cycles a watch looks at now: each enabled stage's scheduled cycles of the last
-    `watch.lookback_hours`, oldest first."""
-    start = now - dt.timedelta(hours=settings.watch.lookback_hours)
+    `watch.lookback_hours`, or twice the stage's deadline if longer (so every deadline
+    is seen passing), oldest first."""
+    lookback = dt.timedelta(hours=settings.watch.lookback_hours)
     out = [(STAGES[name], t) for name in stages
            if (schedule := Schedule.of(settings, name)).enabled
-           for t in schedule.cycles(start, now)]
+           for t in schedule.cycles(now - max(lookback, 2 * schedule.deadline), now)]
     return [(stage, cycle_id(t)) for stage, t in sorted(out, key=lambda x: (x[1], x[0].name))]
 
 
