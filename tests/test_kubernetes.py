@@ -219,3 +219,35 @@ def test_pods_the_kubernetes_plugin_requests(tmp_path, gcs_env, fake_cluster):
             assert not spec.get("nodeSelector") and not spec.get("tolerations")
     assert members_seen == set(MEMBERS)
     assert cpu_pods >= 1  # the cGAN preflight and the quest store setup run beside them
+
+
+def test_the_watch_cronjob_is_a_valid_cronjob_running_a_one_shot_watch():
+    """profiles/kubernetes/watch-cronjob.yaml as the Kubernetes client reads it, and its
+    command as ensflow reads it: a one-shot watch with the cluster profile, one pass at a
+    time, run directories on a volume, the same image and service account as the runs."""
+    from kubernetes.client import ApiClient
+
+    from ensflow.ops.cli import build_parser
+
+    manifest = yaml.safe_load((REPO / "profiles/kubernetes/watch-cronjob.yaml").read_text())
+    cron = ApiClient()._ApiClient__deserialize(manifest, "V1CronJob")
+    assert cron.kind == "CronJob" and cron.api_version == "batch/v1"
+    spec = cron.spec
+    assert spec.concurrency_policy == "Forbid" and spec.time_zone == "Etc/UTC"
+    assert len(spec.schedule.split()) == 5
+    pod = spec.job_template.spec.template.spec
+    assert pod.restart_policy == "Never" and spec.job_template.spec.backoff_limit == 0
+    (container,) = pod.containers
+    args = build_parser().parse_args(container.command[1:])
+    assert container.command[0] == "ensflow" and args.command == "watch" and args.once
+    assert (REPO / args.profile / "config.yaml").is_file()
+    assert all((REPO / f).is_file() for f in args.configfile)
+    profile = yaml.safe_load((REPO / args.profile / "config.yaml").read_text())
+    assert container.image == profile["container-image"]
+    assert pod.service_account_name == profile["kubernetes-service-account-name"]
+    assert cron.metadata.namespace == profile["kubernetes-namespace"]
+    (mount,) = container.volume_mounts
+    assert mount.mount_path == f"{container.working_dir}/runs"  # watch.runs, kept between passes
+    assert pod.volumes[0].persistent_volume_claim.claim_name
+    containerfile = (REPO / "envs/Containerfile").read_text()
+    assert f"WORKDIR {container.working_dir}" in containerfile and "COPY Snakefile" in containerfile

@@ -47,8 +47,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_like_snakemake(args.directory, args.configfile, args.config)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="ensflow: %(message)s")
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ensflow",
         description="Look after ensflow cycles. Runs are plain Snakemake "
@@ -88,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
                                 "kubernetes` the repo's profiles (symlinks in Snakemake's user "
                                 "config directory; a different profile of that name is kept)")
     profiles.add_arguments(p_profiles)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="ensflow: %(message)s")
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "install-profiles":
         return profiles.run(args.profiles_dir, args.user_dir)
