@@ -21,6 +21,10 @@ class StorageError(EnsflowError):
     """A transfer failed for good (after retries) or a checksum did not match."""
 
 
+class ObjectNotFoundError(StorageError):
+    """The object is not there (yet): for a watcher a normal answer, not a failure."""
+
+
 class OpenDataError(EnsflowError):
     """Open data for the cycle is missing or inconsistent with its index."""
 

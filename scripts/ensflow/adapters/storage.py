@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import google_crc32c
 
-from ensflow.errors import StorageError
+from ensflow.errors import ObjectNotFoundError, StorageError
 from ensflow.layout import gcs_emulator_account
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _reported(what: str) -> Iterator[None]:
     except StorageError:
         raise
     except FileNotFoundError:
-        raise StorageError(f"{what}: no such object") from None
+        raise ObjectNotFoundError(f"{what}: no such object") from None
     except Exception as exc:
         text = " ".join(str(exc).split())
         raise StorageError(f"{what}: {type(exc).__name__}: {text[:400]}") from exc

@@ -15,7 +15,7 @@ from ensflow.adapters.opendata import Key, OpenDataLayout
 from ensflow.adapters.storage import Storage
 from ensflow.config import Settings
 from ensflow.cycle import cycle_datetime
-from ensflow.errors import EnsflowError
+from ensflow.errors import EnsflowError, ObjectNotFoundError, OpenDataError
 from ensflow.layout import index_of
 
 STAGES = ("aifs", "cgan")
@@ -96,10 +96,14 @@ class IndexCache:
         """The keys the object's index lists, or None while the index is not there."""
         if url in self.complete:
             return self.complete[url]
-        if storage.stat(index_of(url)) is None:
+        try:  # one GET: no stat first (a ranged probe some servers answer with 200)
+            text = storage.read_bytes(index_of(url)).decode()
+        except ObjectNotFoundError:
             return None
+        except EnsflowError as exc:
+            raise OpenDataError(f"{index_of(url)}: cannot read the index ({exc})") from None
         return {(m.param, m.levtype, m.levelist, m.number)
-                for m in opendata.load_index(storage, url)}
+                for m in opendata.parse_index(text, url)}
 
 
 def missing(storage: Storage, needs: Needs, cache: IndexCache | None = None,
