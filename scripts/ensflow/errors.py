@@ -31,3 +31,7 @@ class OpenDataError(EnsflowError):
 
 class ForecastError(EnsflowError):
     """Inference produced something unusable (non-finite values, wrong fields)."""
+
+
+class IndexNotPublishedError(OpenDataError):
+    """An object's `.index` is not there (yet): a watcher asks again later."""

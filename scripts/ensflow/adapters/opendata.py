@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ensflow.errors import OpenDataError
+from ensflow.errors import IndexNotPublishedError, ObjectNotFoundError, OpenDataError
 from ensflow.layout import index_of, opendata_object
 
 if TYPE_CHECKING:
@@ -86,6 +86,8 @@ def load_index(storage: Storage, grib_url: str) -> list[Message]:
     url = index_of(grib_url)
     try:
         text = storage.read_bytes(url).decode()
+    except ObjectNotFoundError as exc:
+        raise IndexNotPublishedError(f"{url}: cannot read the index ({exc})") from None
     except Exception as exc:
         raise OpenDataError(f"{url}: cannot read the index ({exc})") from None
     return parse_index(text, grib_url)

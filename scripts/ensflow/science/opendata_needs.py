@@ -15,7 +15,7 @@ from ensflow.adapters.opendata import Key, OpenDataLayout
 from ensflow.adapters.storage import Storage
 from ensflow.config import Settings
 from ensflow.cycle import cycle_datetime
-from ensflow.errors import EnsflowError, ObjectNotFoundError, OpenDataError
+from ensflow.errors import EnsflowError, IndexNotPublishedError
 from ensflow.layout import index_of
 
 STAGES = ("aifs", "cgan")
@@ -97,13 +97,10 @@ class IndexCache:
         if url in self.complete:
             return self.complete[url]
         try:  # one GET: no stat first (a ranged probe some servers answer with 200)
-            text = storage.read_bytes(index_of(url)).decode()
-        except ObjectNotFoundError:
+            messages = opendata.load_index(storage, url)
+        except IndexNotPublishedError:
             return None
-        except EnsflowError as exc:
-            raise OpenDataError(f"{index_of(url)}: cannot read the index ({exc})") from None
-        return {(m.param, m.levtype, m.levelist, m.number)
-                for m in opendata.parse_index(text, url)}
+        return {(m.param, m.levtype, m.levelist, m.number) for m in messages}
 
 
 def missing(storage: Storage, needs: Needs, cache: IndexCache | None = None,
