@@ -6,9 +6,7 @@ sees a partial cycle."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import threading
 import time
@@ -29,14 +27,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def shared(s3_server, fake_gcs, tmp_path):
-    """Store URLs on both emulators (fresh for the test) and the environment of a run."""
+def shared(s3_server, fake_gcs, monkeypatch):
+    """Store URLs on both emulators (fresh for the test); this process (the reader, the
+    checks) and the runs reach them with the same environment."""
     unique = f"t{time.time_ns()}"
-    boto3.client("s3", endpoint_url=s3_server, region_name="eu-central-1",
-                 aws_access_key_id="test", aws_secret_access_key="test").create_bucket(
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "STORAGE_EMULATOR_HOST": fake_gcs}.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3", endpoint_url=s3_server, region_name="eu-central-1").create_bucket(
         Bucket=unique, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
-    env = run_env(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-                  STORAGE_EMULATOR_HOST=fake_gcs)
+    env = run_env()
     return {"cgan": f"s3://{unique}/cgan.icechunk", "quest": f"gs://ensflow-test/{unique}/quest.icechunk",
             "bucket": f"gs://ensflow-test/{unique}/bucket", "s3": s3_server, "env": env}
 
@@ -54,8 +54,8 @@ class MainReader:
     """Polls main of each store while the runs go on; records, per look, whether every
     cycle slot main held was complete (every member that ran has its values)."""
 
-    def __init__(self, stores: dict[str, tuple[str, Storage, list[int]]], env: dict[str, str]):
-        self.stores, self.env = stores, env
+    def __init__(self, stores: dict[str, tuple[str, Storage, list[int]]]):
+        self.stores = stores
         self.seen: list[tuple[str, int, bool]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -81,21 +81,6 @@ class MainReader:
                     continue
                 self.seen.append((name, data.shape[0], members_complete(data)))
             time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def with_env(env: dict[str, str]):
-    """This process reaches the emulators as the runs do (the reader, the checks)."""
-    before = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def check_store(url: str, storage: Storage, cycles: dict[str, int], members: list[int]) -> None:
@@ -149,15 +134,14 @@ def test_two_runs_in_two_directories_share_the_stores(tmp_path, shared):
         runs.append((work, [str(BIN / "snakemake"), *DEMO_PROFILE, "--configfile", "shared.yaml"]))
     storage = Storage(s3_endpoint_url=shared["s3"])
     stores = {"cgan": (shared["cgan"], storage, [0, 1, 2]), "quest": (shared["quest"], storage, [1, 2])}
-    with with_env(env), MainReader(stores, env) as reader:
+    with MainReader(stores) as reader:
         procs = [start(work, argv, env) for work, argv in runs]  # started together
         tries = finish(procs, env)
     assert max(tries) <= 2
-    with with_env(env):
-        check_store(shared["cgan"], storage,
-                    {c: hours_since_1900(cycle_datetime(c)) for c in cycles}, [0, 1, 2])
-        check_store(shared["quest"], storage,
-                    {c: hours_since_1900(cycle_datetime(c)) for c in cycles}, [1, 2])
+    check_store(shared["cgan"], storage,
+                {c: hours_since_1900(cycle_datetime(c)) for c in cycles}, [0, 1, 2])
+    check_store(shared["quest"], storage,
+                {c: hours_since_1900(cycle_datetime(c)) for c in cycles}, [1, 2])
     assert {(name, n) for name, n, _ in reader.seen} >= {("cgan", 2), ("quest", 2)}
     assert all(ok for _, _, ok in reader.seen), [s for s in reader.seen if not s[2]][:5]
     for work, _ in runs:  # each run made its own products
@@ -178,7 +162,7 @@ def test_a_backfill_of_three_cycles_beside_a_live_run(tmp_path, shared):
     src = copy_workflow(tmp_path / "src")
     (src / "backfill.yaml").write_text(yaml.safe_dump({**common, "watch": {"max_parallel": 2}}))
     storage = Storage()
-    with with_env(env), MainReader({"cgan": (store, storage, [0, 1, 2])}, env) as reader:
+    with MainReader({"cgan": (store, storage, [0, 1, 2])}) as reader:
         procs = [
             start(live, [str(BIN / "snakemake"), *DEMO_PROFILE, "cgan", "--configfile", "live.yaml"], env),
             start(src, [str(BIN / "ensflow"), "backfill", "20251124_0000", "20251125_0000",
@@ -191,8 +175,7 @@ def test_a_backfill_of_three_cycles_beside_a_live_run(tmp_path, shared):
     for cycle in backfilled:
         state = json.loads((src / "runs/cgan" / cycle / "watch.json").read_text())
         assert state["state"] == "finished" and len(state["attempts"]) <= 2, state
-    with with_env(env):
-        check_store(store, storage, {c: hours_since_1900(cycle_datetime(c))
-                                     for c in [*backfilled, "20251127_0000"]}, [0, 1, 2])
+    check_store(store, storage, {c: hours_since_1900(cycle_datetime(c))
+                                 for c in [*backfilled, "20251127_0000"]}, [0, 1, 2])
     assert ("cgan", 4) in {(name, n) for name, n, _ in reader.seen}
     assert all(ok for _, _, ok in reader.seen), [s for s in reader.seen if not s[2]][:5]

@@ -142,7 +142,6 @@ def run_config(settings: Settings, source: Path, stage: Stage, cycle: str) -> Se
 class Live:
     proc: subprocess.Popen[bytes]
     state: dict[str, Any]
-    run_dir: Path
     started: float
 
 
@@ -241,7 +240,7 @@ class Watcher:
         state.update(state="running", missing=[], missing_count=0)
         self._save(run_dir, state)
         self.tried[run_dir] = self.tried.get(run_dir, 0) + 1
-        self.live[run_dir] = Live(proc, state, run_dir, time.monotonic())
+        self.live[run_dir] = Live(proc, state, time.monotonic())
         log.info("%s %s: started attempt %d (log %s)", stage.name, cycle, n, attempt_log)
 
     def _profile_args(self) -> list[str]:
