@@ -2,19 +2,24 @@
 
 from pathlib import Path
 
+from ensflow import logs
 from ensflow.adapters import devices
 from ensflow.entry import job
 from ensflow.stages.forecast import run_member
+from ensflow.stages.forecast_worker import run_on_worker
 
 member = int(snakemake.wildcards.member)
 with job(snakemake) as settings:
     fc = settings.forecast
     gpus = devices.visible_devices(fc.gpus) if fc.device.startswith("cuda") else []
+    args = (member, snakemake.input.pkl, list(snakemake.output.gribs),
+            snakemake.output.get("quest"), snakemake.threads)
     try:
         with devices.device_slot(gpus, fc.members_per_gpu,
-                                 Path(settings.scratch) / ".gpu-slots"):
-            run_member(settings, member, snakemake.input.pkl, list(snakemake.output.gribs),
-                       snakemake.output.get("quest"), snakemake.threads)
+                                 Path(settings.scratch) / ".gpu-slots") as slot:
+            result = (run_on_worker(settings, slot, *args) if fc.worker
+                      else run_member(settings, *args))
+        logs.annotate(gpu_slot=slot.name, inference=result["inference"])
     except BaseException:
         # The input is a temp file: drop it so the failed member stops holding scratch.
         Path(snakemake.input.pkl).unlink(missing_ok=True)

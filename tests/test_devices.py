@@ -15,11 +15,11 @@ from ensflow.adapters import devices
 def hold(args: tuple[list[str], int, str, float]) -> tuple[str, str, float, float]:
     """Runs in its own process, like a forecast job: take a slot, note what CUDA would see."""
     devs, per_device, lock_dir, seconds = args
-    with devices.device_slot(devs, per_device, lock_dir, poll_s=0.01) as device:
+    with devices.device_slot(devs, per_device, lock_dir, poll_s=0.01) as slot:
         start = time.monotonic()
         seen = os.environ["CUDA_VISIBLE_DEVICES"]
         time.sleep(seconds)
-        return device, seen, start, time.monotonic()
+        return slot.device, seen, start, time.monotonic()
 
 
 def run_jobs(tmp_path, devs, per_device, jobs, seconds=0.4):
@@ -63,8 +63,8 @@ def test_devices_from_the_environment(monkeypatch):
 
 
 def test_no_devices_means_no_slot(tmp_path):
-    with devices.device_slot([], 1, tmp_path) as device:
-        assert device is None
+    with devices.device_slot([], 1, tmp_path) as slot:
+        assert slot.device is None and slot.name == "cpu"
 
 
 def test_a_dead_job_frees_its_slot(tmp_path):
@@ -74,8 +74,8 @@ def test_a_dead_job_frees_its_slot(tmp_path):
     time.sleep(1.5)
     p.kill()  # like kill -9 of a forecast job
     p.join()
-    with devices.device_slot(["0"], 1, tmp_path, poll_s=0.01, timeout_s=5) as device:
-        assert device == "0"
+    with devices.device_slot(["0"], 1, tmp_path, poll_s=0.01, timeout_s=5) as slot:
+        assert slot == ("0", 0) and slot.name == "gpu0.slot0"
 
 
 @pytest.mark.parametrize("bad", [0])

@@ -81,6 +81,9 @@ class ForecastSettings:
     bits_per_value: int
     gpus: int | None
     members_per_gpu: int
+    worker: bool
+    worker_idle_seconds: float
+    writer_queue: int
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,8 @@ JOB_SETTINGS: dict[str, tuple[str, ...]] = {
     "prepare_input": ("cycle", "checkpoint", "opendata", "bucket", "scratch", "synthetic",
                       *STORAGE_SETTINGS),
     "fetch_input": ("cycle", "checkpoint", "scratch", "window", *STORAGE_SETTINGS),
-    "forecast": (*_FORECAST_OUTPUT, "scratch", "forecast.gpus", "forecast.members_per_gpu"),
+    "forecast": (*_FORECAST_OUTPUT, "scratch", "forecast.gpus", "forecast.members_per_gpu",
+                 "forecast.worker", "forecast.worker_idle_seconds", "forecast.writer_queue"),
     "upload": (*_FORECAST_OUTPUT, "bucket", "synthetic", *STORAGE_SETTINGS),
     "cgan_index": (*_CGAN_PLAN, *STORAGE_SETTINGS),
     "cgan_setup": _CGAN_STORE,

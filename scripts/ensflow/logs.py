@@ -50,6 +50,17 @@ def write_record(path: str | Path | None, record: dict[str, Any]) -> None:
         receipts.write(path, record)  # whole or absent, as a receipt
 
 
+_current: tuple[dict[str, Any], str | Path | None] | None = None
+
+
+def annotate(**fields: Any) -> None:
+    """Add what the job learnt (e.g. when its member was on the GPU) to its record."""
+    if _current is not None:
+        record, path = _current
+        record.update(fields)
+        write_record(path, record)
+
+
 def _now() -> str:
     return dt.datetime.now().isoformat(timespec="milliseconds")
 
@@ -69,6 +80,8 @@ def step(name: str, log_file: str | Path | None = None, record_file: str | Path 
                               "started": _now(), "ended": None, "seconds": None, "error": None,
                               "pid": os.getpid(), "host": socket.gethostname()}
     write_record(record_file, record)
+    global _current
+    _current = (record, record_file)
     log.info("start %s", name)
     # While the job runs its record says when it was last alive, so a job killed with its
     # run shows how far it got (status, report), also from a copy of the tree.

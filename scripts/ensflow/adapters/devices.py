@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from ensflow.errors import EnsflowError
 
@@ -28,12 +29,23 @@ def visible_devices(configured: int | None) -> list[str]:
     return [d for d in env.split(",") if d] if env else []
 
 
+class Slot(NamedTuple):
+    """Where one inference runs: a device (None: the CPU) and which of its slots."""
+
+    device: str | None
+    index: int
+
+    @property
+    def name(self) -> str:
+        return "cpu" if self.device is None else f"gpu{self.device}.slot{self.index}"
+
+
 @contextlib.contextmanager
 def device_slot(devices: list[str], per_device: int, lock_dir: str | Path,
-                poll_s: float = 0.5, timeout_s: float = 24 * 3600) -> Iterator[str | None]:
-    """Hold one slot (device, k) for the block; yields the device id (None without devices)."""
+                poll_s: float = 0.5, timeout_s: float = 24 * 3600) -> Iterator[Slot]:
+    """Hold one slot (device, k) for the block (device None without devices)."""
     if not devices:
-        yield None
+        yield Slot(None, 0)
         return
     lock_dir = Path(lock_dir)
     lock_dir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +63,7 @@ def device_slot(devices: list[str], per_device: int, lock_dir: str | Path,
                 os.environ["CUDA_VISIBLE_DEVICES"] = device
                 log.info("using GPU %s (slot %d of %d)", device, k + 1, per_device)
                 try:
-                    yield device
+                    yield Slot(device, k)
                 finally:
                     if previous is None:
                         os.environ.pop("CUDA_VISIBLE_DEVICES", None)

@@ -1,10 +1,17 @@
-"""Stage: AIFS-ENS inference for one member with anemoi-inference, written as GRIB windows."""
+"""Stage: AIFS-ENS inference for one member with anemoi-inference, written as GRIB windows.
+
+The runner is the GPU's work; everything a state becomes on CPU (0-step totals, GRIB
+messages, the quest's 1.5° fields) happens on a writer thread beside it, so the next step
+starts while the last one is encoded. The queue between them is bounded, so memory is too.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import os
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,26 +34,121 @@ def member_seed(settings: Settings, member: int) -> int:
     return int(settings.forecast.seed_base) + member
 
 
-def run_member(settings: Settings, member: int, input_pkl: str | Path,
-               outputs: list[str | Path], quest_out: str | Path | None = None,
-               threads: int | None = None) -> dict[str, Any]:
-    """Run one member to the lead time and write one GRIB file per window, in order.
+class MemberWriter:
+    """What one member's states become: GRIB windows in order, and the quest's 1.5° fields."""
 
-    With `quest_out`, the AI Weather Quest fields are regridded to 1.5° here, from the
-    states the runner yields, and saved beside the GRIB files.
+    def __init__(self, settings: Settings, info: checkpoint_info.CheckpointInfo, member: int,
+                 outputs: list[str | Path], quest_out: str | Path | None) -> None:
+        fc = settings.forecast
+        self.windows = forecast_windows(fc.lead_time, fc.hours_per_file)
+        if len(outputs) != len(self.windows):
+            raise ValueError(f"{len(outputs)} output paths for {len(self.windows)} windows")
+        self.what = f"member {member_id(member)}"
+        self.settings, self.member = settings, member
+        self.outputs, self.quest_out = outputs, quest_out
+        self.base = cycle_datetime(settings.cycle)
+        self.specs = {s.name: s for s in info.output_fields}
+        self.encoder = GribEncoder(info.grid, self.base, member, ENSEMBLE_SIZE,
+                                   fc.bits_per_value)
+        self.totals: dict[str, np.ndarray] = {}
+        self.regridder = None
+        if quest_out is not None:
+            q = settings.quest
+            self.regridder = quest.InForecastRegridder(
+                [quest.VARIABLES[v] for v in q.variables], q.methods)
+        self.current: BinaryIO | None = None
+        self.window_index = -1
+        self.fields_written = 0
+
+    def add(self, step: int, fields: dict[str, Any]) -> None:
+        target = next(k for k, (a, b) in enumerate(self.windows) if a < step <= b)
+        if target != self.window_index:
+            if self.current:
+                self.current.close()
+            self.window_index = target
+            self.current = open(self.outputs[target], "wb")  # noqa: SIM115 (one per window)
+        encoded: dict[str, np.ndarray] = {}
+        for name, values in fields.items():
+            spec = self.specs.get(name)
+            if spec is None:
+                continue
+            values = np.asarray(values)
+            if spec.accumulated:  # the model gives per-step amounts; GRIB holds 0-step totals
+                self.totals[name] = self.totals.get(name, 0.0) + values.astype(np.float64)
+                values = self.totals[name]
+            try:
+                self.encoder.write(self.current, spec, step, values)
+            except ForecastError as exc:
+                raise ForecastError(f"{self.what}: {exc}") from None
+            encoded[name] = values
+            self.fields_written += 1
+        if self.regridder is not None and self.regridder.wants(step):
+            self.regridder.add(self.encoder, self.specs, step, encoded)
+
+    def close(self) -> None:
+        if self.current:
+            self.current.close()
+            self.current = None
+        self.encoder.close()
+
+    def finish(self) -> None:
+        """After the last state: every window written, the quest fields saved."""
+        self.close()
+        if self.window_index != len(self.windows) - 1:
+            raise ForecastError(f"{self.what}: runner stopped before "
+                                f"{self.settings.forecast.lead_time} h")
+        if self.regridder is not None and self.quest_out is not None:
+            self.regridder.save(self.quest_out, self.settings.cycle, self.member)
+            log.info("%s: quest fields at %d steps on the 1.5° grid -> %s", self.what,
+                     len(self.regridder.steps), self.quest_out)
+
+
+_DONE = object()
+
+
+class WriterThread:
+    """A MemberWriter on its own thread, fed through a queue of at most `depth` states.
+
+    The runner blocks only when the writer is `depth` states behind; a writer error stops
+    the runner at its next state, with the writer's exception.
     """
-    fc = settings.forecast
-    windows = forecast_windows(fc.lead_time, fc.hours_per_file)
-    if len(outputs) != len(windows):
-        raise ValueError(f"{len(outputs)} output paths for {len(windows)} windows")
-    what = f"member {member_id(member)}"
-    info = checkpoint_info.read(settings.checkpoint)
-    state = input_state.load(str(input_pkl), info, what)
-    base = cycle_datetime(settings.cycle)
-    if state["date"] != base:
-        raise ForecastError(f"{what}: input state is for {state['date']:%Y%m%d_%H%M}, "
-                            f"cycle is {settings.cycle}")
 
+    def __init__(self, writer: MemberWriter, depth: int) -> None:
+        self.writer = writer
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.busy_s = 0.0
+        self.thread = threading.Thread(target=self._drain, name="grib-writer", daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while (item := self.queue.get()) is not _DONE:
+            if self.error is None:
+                t0 = time.perf_counter()
+                try:
+                    self.writer.add(*item)
+                except BaseException as exc:  # handed to the runner's thread
+                    self.error = exc
+                self.busy_s += time.perf_counter() - t0
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, step: int, fields: dict[str, Any]) -> None:
+        self._raise()
+        self.queue.put((step, fields))
+
+    def join(self) -> None:
+        """Wait for the writer to catch up (also after a runner error: files get closed)."""
+        self.queue.put(_DONE)
+        self.thread.join()
+        self._raise()
+
+
+def new_runner(settings: Settings, member: int, threads: int | None = None) -> Any:
+    """anemoi-inference's SimpleRunner for the checkpoint (the model loads on first use)."""
+    fc = settings.forecast
     os.environ["ANEMOI_INFERENCE_NUM_CHUNKS"] = str(fc.num_chunks)
     from anemoi.inference.runners.simple import SimpleRunner
 
@@ -54,69 +156,72 @@ def run_member(settings: Settings, member: int, input_pkl: str | Path,
         import torch
 
         torch.set_num_threads(threads)
+    return SimpleRunner(settings.checkpoint, device=fc.device, precision=fc.precision,
+                        seed=member_seed(settings, member))
 
-    started = time.perf_counter()
-    runner = SimpleRunner(settings.checkpoint, device=fc.device, precision=fc.precision,
-                          seed=member_seed(settings, member))
-    log.info("%s: runner ready on %s (precision %s, seed %d) in %.1fs", what, fc.device,
-             fc.precision, member_seed(settings, member), time.perf_counter() - started)
 
-    specs = {s.name: s for s in info.output_fields}
-    encoder = GribEncoder(info.grid, base, member, ENSEMBLE_SIZE, fc.bits_per_value)
-    totals: dict[str, np.ndarray] = {}
-    regridder = None
-    if quest_out is not None:
-        q = settings.quest
-        regridder = quest.InForecastRegridder([quest.VARIABLES[v] for v in q.variables],
-                                              q.methods)
-    current: BinaryIO | None = None
-    window_index = -1
+def forecast_member(runner: Any, settings: Settings, member: int, input_pkl: str | Path,
+                    outputs: list[str | Path], quest_out: str | Path | None = None
+                    ) -> dict[str, Any]:
+    """Run one member on a ready runner to the lead time; write one GRIB file per window.
+
+    With `quest_out`, the AI Weather Quest fields are regridded to 1.5° from the states the
+    runner yields, and saved beside the GRIB files. The same runner serves member after
+    member: its generator is re-seeded here as a new runner would be.
+    """
+    import torch
+
+    fc = settings.forecast
+    what = f"member {member_id(member)}"
+    info = checkpoint_info.read(settings.checkpoint)
+    state = input_state.load(str(input_pkl), info, what)
+    base = cycle_datetime(settings.cycle)
+    if state["date"] != base:
+        raise ForecastError(f"{what}: input state is for {state['date']:%Y%m%d_%H%M}, "
+                            f"cycle is {settings.cycle}")
+    torch.manual_seed(member_seed(settings, member))
+    runner.reference_date = None  # taken from the first input state a runner sees
+
+    writer = WriterThread(MemberWriter(settings, info, member, outputs, quest_out),
+                          fc.writer_queue)
+    # On a CPU device the runner's arrays are views of tensors it goes on using.
+    own = fc.device == "cpu"
     nsteps = fc.lead_time // info.timestep_hours
-    fields_written = 0
-    t_step = time.perf_counter()
+    started = t_step = time.perf_counter()
+    inference_started = dt.datetime.now()
     try:
         for i, out in enumerate(runner.run(input_states=state, lead_time=fc.lead_time), 1):
             step = round((out["date"] - base) / dt.timedelta(hours=1))
-            target = next(k for k, (a, b) in enumerate(windows) if a < step <= b)
-            if target != window_index:
-                if current:
-                    current.close()
-                window_index = target
-                current = open(outputs[target], "wb")  # noqa: SIM115 (one file per window)
-            assert current is not None
-            encoded: dict[str, np.ndarray] = {}
-            for name, values in out["fields"].items():
-                spec = specs.get(name)
-                if spec is None:
-                    continue
-                values = np.asarray(values)
-                if spec.accumulated:  # the model gives per-step amounts; GRIB holds 0-step totals
-                    totals[name] = totals.get(name, 0.0) + values.astype(np.float64)
-                    values = totals[name]
-                try:
-                    encoder.write(current, spec, step, values)
-                except ForecastError as exc:
-                    raise ForecastError(f"{what}: {exc}") from None
-                encoded[name] = values
-                fields_written += 1
-            if regridder is not None and regridder.wants(step):
-                regridder.add(encoder, specs, step, encoded)
+            fields = {k: np.array(v) if own else v for k, v in out["fields"].items()}
+            writer.put(step, fields)
             now = time.perf_counter()
-            eta = (now - started) / i * (nsteps - i)
             log.info("%s: step %3d h (%d/%d) %.2fs, ETA %.0fs", what, step, i, nsteps,
-                     now - t_step, eta)
+                     now - t_step, (now - started) / i * (nsteps - i))
             t_step = now
+        inference_ended = dt.datetime.now()
     finally:
-        if current:
-            current.close()
-        encoder.close()
-    if window_index != len(windows) - 1:
-        raise ForecastError(f"{what}: runner stopped before {fc['lead_time']} h")
-    if regridder is not None and quest_out is not None:
-        regridder.save(quest_out, settings.cycle, member)
-        log.info("%s: quest fields at %d steps on the 1.5° grid -> %s", what,
-                 len(regridder.steps), quest_out)
+        try:
+            writer.join()
+        finally:
+            writer.writer.close()
+    writer.writer.finish()
     elapsed = time.perf_counter() - started
-    log.info("%s: %d fields in %d files, %.1fs (%.0f fields/s)", what, fields_written,
-             len(windows), elapsed, fields_written / elapsed)
-    return {"fields": fields_written, "seconds": elapsed, "seed": member_seed(settings, member)}
+    fields_written = writer.writer.fields_written
+    log.info("%s: %d fields in %d files, %.1fs (%.0f fields/s); writer busy %.1fs beside "
+             "the runner, %.1fs after it", what, fields_written, len(outputs), elapsed,
+             fields_written / elapsed, writer.busy_s,
+             (dt.datetime.now() - inference_ended).total_seconds())
+    return {"fields": fields_written, "seconds": elapsed, "seed": member_seed(settings, member),
+            "inference": [inference_started.isoformat(timespec="milliseconds"),
+                          inference_ended.isoformat(timespec="milliseconds")]}
+
+
+def run_member(settings: Settings, member: int, input_pkl: str | Path,
+               outputs: list[str | Path], quest_out: str | Path | None = None,
+               threads: int | None = None) -> dict[str, Any]:
+    """One member in this process: load the model, run, write (`forecast.worker: false`)."""
+    started = time.perf_counter()
+    runner = new_runner(settings, member, threads)
+    result = forecast_member(runner, settings, member, input_pkl, outputs, quest_out)
+    result["seconds"] = time.perf_counter() - started
+    return result

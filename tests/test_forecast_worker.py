@@ -1,0 +1,166 @@
+"""The model stays loaded across members: one process per GPU slot gives the same bytes as a
+member run in its own job, loads the checkpoint once, survives a bad member and a killed job;
+GRIB encoding runs beside the runner through a bounded queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ensflow.adapters import checkpoint_info, safe_pickle
+from ensflow.adapters.devices import Slot
+from ensflow.config import load
+from ensflow.demo.model import save_demo_checkpoint
+from ensflow.errors import ForecastError
+from ensflow.layout import forecast_windows
+from ensflow.stages import forecast, forecast_worker
+
+REPO = Path(__file__).resolve().parents[1]
+CYCLE = dt.datetime(2025, 11, 27)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = save_demo_checkpoint(tmp_path_factory.mktemp("ckpt") / "demo.ckpt")
+    return checkpoint_info.read(str(path))
+
+
+def settings_for(checkpoint, scratch: Path, **forecast_overrides):
+    return load(REPO / "config" / "config.yaml", {
+        "checkpoint": checkpoint.path, "scratch": str(scratch),
+        "forecast": {"lead_time": 792, "hours_per_file": 72, "worker_idle_seconds": 20,
+                     **forecast_overrides}})
+
+
+def write_input(checkpoint, path: Path, member: int, date: dt.datetime = CYCLE) -> Path:
+    rng = np.random.default_rng(member)
+    state = {"date": date, "fields": {
+        f.name: (280.0 + rng.standard_normal((2, checkpoint.npoints))).astype(np.float32)
+        for f in checkpoint.input_fields}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(safe_pickle.dumps(state))
+    return path
+
+
+def outputs_in(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    return [directory / f"w{a:03d}.grib" for a, _ in forecast_windows(792, 72)]
+
+
+def files_bytes(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_one_model_process_gives_a_jobs_bytes_and_loads_the_checkpoint_once(checkpoint, tmp_path):
+    settings = settings_for(checkpoint, tmp_path / "scratch")
+    slot = Slot(None, 0)
+    pids, served = set(), []
+    for member in (1, 2, 3):
+        pkl = write_input(checkpoint, tmp_path / f"in/{member}.pkl", member)
+        in_job = tmp_path / f"job/{member}"
+        forecast.run_member(settings, member, pkl, outputs_in(in_job), in_job / "quest.npz")
+        via = tmp_path / f"worker/{member}"
+        result = forecast_worker.run_on_worker(settings, slot, member, pkl, outputs_in(via),
+                                               via / "quest.npz", 1)
+        pids.add(result["pid"])
+        served.append(result["served"])
+        got, want = files_bytes(via), files_bytes(in_job)
+        assert list(got) == list(want) and len(got) == 12  # 11 GRIB windows + quest fields
+        assert got == want, f"member {member}: the model process wrote other bytes"
+        start, end = (dt.datetime.fromisoformat(t) for t in result["inference"])
+        assert start < end
+    assert len(pids) == 1 and served == [1, 2, 3]
+    log = (tmp_path / "scratch/.gpu-slots/model-process.cpu.log").read_text()
+    assert log.count("model loaded in") == 1
+    assert log.count("model already loaded") == 2
+
+
+def test_a_bad_member_is_named_and_the_process_serves_the_next(checkpoint, tmp_path):
+    settings = settings_for(checkpoint, tmp_path / "scratch")
+    slot = Slot(None, 0)
+    wrong_day = write_input(checkpoint, tmp_path / "in/7.pkl", 7, CYCLE - dt.timedelta(days=1))
+    with pytest.raises(ForecastError, match=r"member 007: input state is for 20251126_0000"):
+        forecast_worker.run_on_worker(settings, slot, 7, wrong_day, outputs_in(tmp_path / "o7"),
+                                      None, 1)
+    good = write_input(checkpoint, tmp_path / "in/8.pkl", 8)
+    result = forecast_worker.run_on_worker(settings, slot, 8, good, outputs_in(tmp_path / "o8"),
+                                           None, 1)
+    assert result["served"] == 1  # the failed member counted nothing, the process lived on
+
+
+def _run_in_child(settings_args, member, pkl, out):  # a forecast job, killed mid-member
+    from ensflow import logs
+
+    logs.setup(None)
+    settings = settings_for(*settings_args)
+    forecast_worker.run_on_worker(settings, Slot(None, 0), member, pkl, outputs_in(out), None, 1)
+
+
+def test_a_killed_job_abandons_its_member_and_the_next_job_is_served(checkpoint, tmp_path):
+    scratch = tmp_path / "scratch"
+    settings = settings_for(checkpoint, scratch)
+    pkl = write_input(checkpoint, tmp_path / "in/5.pkl", 5)
+    # first member: the process starts and loads the model
+    first = forecast_worker.run_on_worker(settings, Slot(None, 0), 5, pkl,
+                                          outputs_in(tmp_path / "o5"), None, 1)
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_run_in_child,
+                        args=((checkpoint, scratch), 6, pkl, tmp_path / "o6"))
+    child.start()
+    log = scratch / ".gpu-slots/model-process.cpu.log"
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "o6").glob("w072.grib")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.kill()  # like kill -9 of a forecast job in its second window
+    child.join()
+    while "abandoned" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "member 006 abandoned: its job went away" in log.read_text()
+    again = forecast_worker.run_on_worker(settings, Slot(None, 0), 6, pkl,
+                                          outputs_in(tmp_path / "o6b"), None, 1)
+    assert again["pid"] == first["pid"] and again["served"] == 2
+
+
+class SlowWriter:
+    """Stands in for MemberWriter: counts what it holds, fails where told."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.added: list[int] = []
+        self.fail_at = fail_at
+        self.release = threading.Event()
+
+    def add(self, step, fields):
+        self.release.wait()
+        if step == self.fail_at:
+            raise ForecastError(f"member 001: step {step}: non-finite values")
+        self.added.append(step)
+
+
+def test_the_writer_queue_holds_at_most_its_depth_and_stops_the_runner_on_error():
+    slow = SlowWriter()
+    writer = forecast.WriterThread(slow, depth=2)
+    put = threading.Thread(target=lambda: [writer.put(s, {}) for s in range(6, 61, 6)])
+    put.start()
+    time.sleep(0.3)
+    # one state in the writer's hands, two queued; the runner waits for the third
+    assert writer.queue.qsize() == 2 and put.is_alive()
+    slow.release.set()
+    put.join(5)
+    writer.join()
+    assert slow.added == list(range(6, 61, 6))
+
+    failing = SlowWriter(fail_at=12)
+    failing.release.set()
+    writer = forecast.WriterThread(failing, depth=2)
+    with pytest.raises(ForecastError, match="step 12: non-finite"):
+        for s in range(6, 793, 6):
+            writer.put(s, {})
+            time.sleep(0.001)
+        writer.join()
+    assert failing.added == [6]
