@@ -3,7 +3,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.ensflow-installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean-demo
+.PHONY: demo test lint bench clean-demo chromium
 
 $(STAMP): pyproject.toml envs/bootstrap.sh
 	bash envs/bootstrap.sh $(VENV) inference,cluster,dev
@@ -14,8 +14,13 @@ demo: $(STAMP)
 	$(BIN)/snakemake --profile profiles/demo
 
 ## Run the test suite.
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/pytest
+
+## Debian's headless Chromium: the run report's screenshot test renders the page with it.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

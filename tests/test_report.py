@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
 import logging
 import struct
@@ -88,6 +89,8 @@ def tiny_png() -> bytes:
 
 # member 1 and 2 uploaded; 3 in inference; 4 failed in fetch_input
 CHAINS = {1: (10.0, 20.0, 100.0, 30.0), 2: (10.0, 20.0, 200.0, 30.0)}
+# seconds after its forecast job started / before it ended that each member was not on the GPU
+GPU_SPANS = {1: (5.0, 1.0), 2: (3.0, 2.0)}
 
 
 @pytest.fixture
@@ -115,6 +118,13 @@ def tree(tmp_path: Path) -> Path:
               after=["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: bad step"])
     write_log(tmp_path / "logs" / "demo_checkpoint.log", "demo_checkpoint", T0 - dt.timedelta(days=1),
               "done", 50.0)
+    for m, (on, off) in GPU_SPANS.items():  # when each member was on the GPU (job-relative)
+        path = logs / "forecast" / f"member_{m:03d}.json"
+        record = json.loads(path.read_text())
+        start, end = (dt.datetime.fromisoformat(record[k]) for k in ("started", "ended"))
+        record.update(gpu_slot="gpu0.slot0", inference=[
+            (start + dt.timedelta(seconds=on)).isoformat(), (end - dt.timedelta(seconds=off)).isoformat()])
+        path.write_text(json.dumps(record))
     rec = res / "receipts"
     rec.mkdir(parents=True)
     for m in (1, 3, 4):
@@ -209,6 +219,65 @@ def test_maps_are_embedded(tree):
     assert html.count(f"data:image/png;base64,{png}") == 2
     assert "tas_p1.png" in html and "pr_p2.png" in html
     assert "src=\"http" not in html and "href=" not in html
+
+
+def test_gpu_busy_fraction_counts_inference_over_the_forecast_window(tree):
+    summary = json.loads(report.write_run_report(settings(), tree).with_suffix(".json").read_text())
+    busy = summary["gpu_busy"]
+    # inference 94 s + 195 s; window from member 1's forecast start (T0+32 s) to member 2's
+    # forecast end (T0+396 s); member 3's forecast is still running and counts nowhere
+    assert busy["slots"] == ["gpu0.slot0"] and busy["gpu_seconds"] == 289.0
+    assert busy["window_seconds"] == 364.0
+    assert busy["fraction_window"] == round(289 / 364, 4)
+    # the run: from the preflight (T0-60 s) to fetch_input member 003's end, 20 s after both
+    # chains (164 s + 264 s with their 1 s gaps)
+    run_start, run_end = T0 - dt.timedelta(minutes=1), T0 + dt.timedelta(seconds=164 + 264 + 20)
+    assert busy["run_seconds"] == (run_end - run_start).total_seconds()
+    lanes = {lane["name"]: lane for lane in summary["timeline"]["lanes"]}
+    assert [b["name"] for b in lanes["GPU gpu0.slot0"]["bars"]] == ["forecast member 001",
+                                                                     "forecast member 002"]
+    cpu = [b for name, lane in lanes.items() if name.startswith("CPU") for b in lane["bars"]]
+    assert not any(b["rule"] == "forecast" for b in cpu)
+    for lane in lanes.values():  # a lane never holds two jobs at once
+        ends = [(b["start"], b["end"]) for b in lane["bars"]]
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(ends))
+
+
+def test_the_timeline_shows_idle_gpu_as_seen_in_chromium(tree, tmp_path):
+    """Headless Chromium renders the report; in the screenshot the GPU lane's solid (inference)
+    pixels over the lane's extent give the GPU-busy fraction the page states."""
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    from ensflow.ops.timeline import IDLE_TINT, RULE_COLOURS, _pale
+
+    page = report.write_run_report(settings(), tree)
+    shot = tmp_path / "report.png"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is needed (make test installs it)"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1280,900", f"--screenshot={shot}", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    img = Image.open(shot).convert("RGB")
+    solid = tuple(int(RULE_COLOURS["forecast"][i:i + 2], 16) for i in (1, 3, 5))
+    pale = tuple(int(_pale(RULE_COLOURS["forecast"], IDLE_TINT)[i:i + 2], 16) for i in (1, 3, 5))
+
+    def near(p, c):
+        return sum(abs(a - b) for a, b in zip(p, c, strict=True)) <= 12
+
+    px = img.load()
+    rows = [[px[x, y] for x in range(img.width)] for y in range(img.height)]
+    # the GPU lane: the row with the most inference pixels (the legend swatch is small)
+    y = max(range(img.height), key=lambda y: sum(near(p, solid) for p in rows[y]))
+    on = [x for x, p in enumerate(rows[y]) if near(p, solid)]
+    idle = [x for x, p in enumerate(rows[y]) if near(p, pale)]
+    assert len(on) > 300 and len(idle) > 5
+    extent = max(on + idle) - min(on + idle) + 1
+    assert abs(len(on) / extent - 289 / 364) < 0.02
+    assert len(on) / (len(on) + len(idle)) == pytest.approx(289 / 300, abs=0.02)
+    assert "GPU busy 79.4%" in page.read_text()
 
 
 def test_status_of_a_half_finished_cycle(tree):

@@ -20,6 +20,7 @@ from typing import Any
 from ensflow.config import Settings
 from ensflow.errors import EnsflowError
 from ensflow.layout import Layout
+from ensflow.ops import timeline
 from ensflow.ops.run_record import (
     CHAIN,
     GPU_RULE,
@@ -203,6 +204,8 @@ def summarise(record: CycleRecord, settings: Settings) -> dict[str, Any]:
         "quest_sanity": _sanity(record),
         "started": _stamp(min((j.started for j in cycle_jobs if j.started), default=None)),
         "ended": _stamp(max(ends, default=None)),
+        "gpu_busy": timeline.gpu_busy(record.jobs),
+        "timeline": timeline.lanes(record.jobs),
         "rules": rule_summary(record.jobs),
         "member_table": member_table(record),
         "jobs": [job_row(j, record.workdir) for j in record.jobs],
@@ -345,6 +348,22 @@ def _maps_section(root: Path, maps: list[str]) -> str:
     return "".join(figs)
 
 
+def _timeline_section(s: dict[str, Any]) -> str:
+    if not s["timeline"]:
+        return '<p class="note">no job has both a start and an end yet</p>'
+    busy = s["gpu_busy"]
+    if busy is None:
+        head = '<p class="note">no forecast job recorded when its member was on the GPU</p>'
+    else:
+        head = (f'<p class="gpu-busy"><b>GPU busy {100 * busy["fraction_window"]:.1f}%</b> of '
+                f'the forecast window ({_s(busy["gpu_seconds"])} s of inference on '
+                f'{len(busy["slots"])} slot(s) in {_s(busy["window_seconds"])} s, first forecast '
+                f'start to last forecast end); {100 * busy["fraction_run"]:.1f}% of the whole run '
+                f'({_s(busy["run_seconds"])} s). In a GPU lane the pale bar is the forecast job, '
+                "the solid bar its member's inference: pale without solid is idle GPU.</p>")
+    return head + timeline.svg(s["timeline"]) + timeline.legend(s["timeline"])
+
+
 def render_html(summary: dict[str, Any], root: Path) -> str:
     """The page; the maps are read from under `root`, the run directory they are relative to."""
     s = summary
@@ -358,6 +377,7 @@ def render_html(summary: dict[str, Any], root: Path) -> str:
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>ensflow run report {_e(s['cycle'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>ensflow run report: cycle {_e(s['cycle'])}</h1>", _header(s), note,
+        "<h2>Timeline</h2>", _timeline_section(s),
         "<h2>Rules</h2>", _rules_table(s["rules"]),
         "<h2>Members</h2>", _members_table(s["member_table"]),
         "<h2>Bytes moved</h2>", _bytes_section(s["bytes"]),

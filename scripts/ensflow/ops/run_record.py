@@ -58,6 +58,8 @@ class Job:
     excerpt: list[str] = field(default_factory=list)
     shared: bool = False  # a log outside logs/<cycle>/ (the demo checkpoint): not this cycle's alone
     threads: int = 1
+    gpu_slot: str | None = None  # forecast: the GPU slot (or "cpu") its member ran on
+    inference: tuple[dt.datetime, dt.datetime] | None = None  # forecast: when the model ran
 
     @property
     def name(self) -> str:
@@ -140,9 +142,12 @@ def read_record(files: JobFiles, excerpt_lines: int = 20) -> Job | None:
     if status == "running" and started:  # still going, or killed: its last heartbeat
         seconds = max(0.0, ((_when(data.get("last_seen")) or started) - started).total_seconds())
     excerpt = _tail_lines(log_path, excerpt_lines) if status == "failed" else []
+    inference = data.get("inference")
     return Job(rule=data["rule"], label=label, member=member, status=status, started=started,
                ended=ended, seconds=seconds, log=log_path, error=data.get("error"),
-               excerpt=excerpt, shared=files.shared, threads=int(data.get("threads") or 1))
+               excerpt=excerpt, shared=files.shared, threads=int(data.get("threads") or 1),
+               gpu_slot=data.get("gpu_slot"),
+               inference=tuple(map(dt.datetime.fromisoformat, inference)) if inference else None)
 
 
 def _number(text: str) -> float | None:

@@ -1,0 +1,135 @@
+"""A cycle of k members on one GPU-paced stand-in: wall time ÷ pure GPU time.
+
+The stand-in (gpu_paced_model.py) has AIFS ENS v1's variables on N320 and steps of a set
+GPU time during which the CPU is free. Pure GPU time is k × steps × step time: what the
+cycle would take if the GPU never waited. The same cycle runs, in the same invocation, with
+this tree's workflow and with the landed design before the model process and the writer
+thread (a git worktree of --baseline-rev), both through plain `snakemake --profile
+profiles/demo` (2 cores here) on the `aifs` target: preflight, prepare_input, fetch_input,
+forecast, upload. The demo inputs (checkpoint, mirror) are made before the clock starts.
+
+Figures: wall ÷ pure GPU time for each design (medians over --runs, with ranges), and the
+GPU-busy fraction the run report computes from the forecast jobs' records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(BENCH))
+CYCLE = "20251127_0000"
+LANDED = "6d896b3"  # the design before the model process and the writer thread
+WORKFLOW = ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report")
+
+
+def workflow_copy(source: Path, dest: Path, overlay: dict, checkpoint: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in WORKFLOW:
+        src = source / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    (dest / "bench.yaml").write_text(yaml.safe_dump(overlay))
+    target = dest / overlay["checkpoint"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(checkpoint, target)
+    return dest
+
+
+def snakemake(work: Path, *args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(work / "scripts"), str(BENCH)])}
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--profile",
+                           "profiles/demo", "--configfile", "config/config.yaml", "bench.yaml",
+                           *args], cwd=work, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"snakemake {' '.join(args)} failed in {work}:\n{proc.stderr[-3000:]}")
+
+
+def one_cycle(source: Path, dest: Path, overlay: dict, checkpoint: Path) -> tuple[float, float | None]:
+    work = workflow_copy(source, dest, overlay, checkpoint)
+    snakemake(work, "--until", "demo_mirror", "checkpoint_record", "-q")
+    t0 = time.perf_counter()
+    snakemake(work, "aifs", "-q")
+    wall = time.perf_counter() - t0
+    return wall, gpu_busy(work)
+
+
+def gpu_busy(work: Path) -> float | None:
+    """The report's figure: GPU time in forecast records ÷ the cycle's span (this tree only)."""
+    from ensflow.ops.report import gpu_busy_fraction
+    from ensflow.ops.run_record import collect
+
+    return gpu_busy_fraction(collect(work, CYCLE))
+
+
+def spread(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.3f} (range {min(xs):.3f}-{max(xs):.3f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--members", type=int, default=4)
+    ap.add_argument("--step-seconds", type=float, default=2.5)
+    ap.add_argument("--lead-time", type=int, default=792)
+    ap.add_argument("--grid", default="N320")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--baseline-rev", default=LANDED)
+    args = ap.parse_args()
+
+    from gpu_paced_model import save_paced_checkpoint
+
+    steps = args.lead_time // 6
+    pure = args.members * steps * args.step_seconds
+    overlay = {"members": f"1-{args.members}",
+               "checkpoint": "demo/checkpoint/paced.ckpt",
+               "forecast": {"lead_time": args.lead_time},
+               "cgan": {"enabled": False}, "demo": {"checkpoint_grid": args.grid}}
+    walls: dict[str, list[float]] = {"ensflow": [], "landed": []}
+    busy: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        ckpt = save_paced_checkpoint(root / "paced.ckpt", args.grid, args.step_seconds)
+        landed = root / "landed-tree"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q",
+                        str(landed), args.baseline_rev], check=True)
+        try:
+            for run in range(args.runs):
+                for name, source in (("ensflow", REPO), ("landed", landed)):
+                    wall, fraction = one_cycle(source, root / f"{name}-{run}", overlay, ckpt)
+                    walls[name].append(wall)
+                    if name == "ensflow" and fraction is not None:
+                        busy.append(fraction)
+                    print(f"run {run + 1} {name:8s}: wall {wall:7.1f}s  wall/GPU "
+                          f"{wall / pure:.3f}", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
+                            str(landed)], check=False)
+    ours = [w / pure for w in walls["ensflow"]]
+    base = [w / pure for w in walls["landed"]]
+    print(f"GPU-paced cycle: {args.members} members x {steps} steps x {args.step_seconds}s "
+          f"on {args.grid} = {pure:.0f}s pure GPU time, {args.runs} run(s) each, 2 cores")
+    print(f"  wall / pure GPU time, ensflow       : {spread(ours)}")
+    print(f"  wall / pure GPU time, landed ({args.baseline_rev}): {spread(base)}")
+    if busy:
+        print(f"  GPU-busy fraction in the run report : {spread(busy)} "
+              f"(1 / ratio = {1 / statistics.median(ours):.3f})")
+    m_ours, m_base = statistics.median(ours), statistics.median(base)
+    print(json.dumps({"walls": walls, "pure_gpu_s": pure, "gpu_busy": busy}))
+    print(f"result: wall_over_gpu_time {m_ours:.3f} x baseline {m_base:.3f} "
+          f"ratio {m_ours / m_base:.3f}")
+
+
+if __name__ == "__main__":
+    main()
