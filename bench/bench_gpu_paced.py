@@ -50,16 +50,16 @@ def workflow_copy(source: Path, dest: Path, overlay: dict, checkpoint: Path) -> 
 
 def snakemake(work: Path, *args: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(work / "scripts"), str(BENCH)])}
-    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--profile",
-                           "profiles/demo", "--configfile", "config/config.yaml", "bench.yaml",
-                           *args], cwd=work, env=env, capture_output=True, text=True)
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), *args, "--profile",
+                           "profiles/demo", "--configfile", "config/config.yaml", "bench.yaml"],
+                          cwd=work, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"snakemake {' '.join(args)} failed in {work}:\n{proc.stderr[-3000:]}")
 
 
 def one_cycle(source: Path, dest: Path, overlay: dict, checkpoint: Path) -> tuple[float, float | None]:
     work = workflow_copy(source, dest, overlay, checkpoint)
-    snakemake(work, "--until", "demo_mirror", "checkpoint_record", "-q")
+    snakemake(work, "-q", "--until", "demo_mirror", "checkpoint_record")
     t0 = time.perf_counter()
     snakemake(work, "aifs", "-q")
     wall = time.perf_counter() - t0
@@ -67,11 +67,16 @@ def one_cycle(source: Path, dest: Path, overlay: dict, checkpoint: Path) -> tupl
 
 
 def gpu_busy(work: Path) -> float | None:
-    """The report's figure: GPU time in forecast records ÷ the cycle's span (this tree only)."""
-    from ensflow.ops.report import gpu_busy_fraction
-    from ensflow.ops.run_record import collect
+    """The run report's figure: inference time in the forecast records ÷ the forecast window
+    (None for the landed design, whose records do not say when the model ran)."""
+    from ensflow.config import load
+    from ensflow.ops.run_record import load_cycle
+    from ensflow.ops.timeline import gpu_busy as busy
 
-    return gpu_busy_fraction(collect(work, CYCLE))
+    settings = load(work / "config/config.yaml",
+                    yaml.safe_load((work / "bench.yaml").read_text()))
+    found = busy(load_cycle(settings, work).jobs)
+    return None if found is None else found["fraction_window"]
 
 
 def spread(xs: list[float]) -> str:
@@ -94,7 +99,10 @@ def main() -> None:
     pure = args.members * steps * args.step_seconds
     overlay = {"members": f"1-{args.members}",
                "checkpoint": "demo/checkpoint/paced.ckpt",
-               "forecast": {"lead_time": args.lead_time},
+               "forecast": {"lead_time": args.lead_time,
+                            "hours_per_file": 72 if args.lead_time % 72 == 0 else args.lead_time},
+               # the quest's regrid runs in the forecast job; it needs the full 768 h
+               "quest": {"enabled": args.lead_time >= 768},
                "cgan": {"enabled": False}, "demo": {"checkpoint_grid": args.grid}}
     walls: dict[str, list[float]] = {"ensflow": [], "landed": []}
     busy: list[float] = []
