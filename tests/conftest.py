@@ -118,7 +118,7 @@ class FaultProxy:
     answers 503 to the first `fail_first` requests, 500 to every `fail_every`-th one,
     drops Range headers (a 200 with the whole object instead of 206), or answers slowly.
     It counts requests (`seen`), those it failed (`failed`) and those asking for a byte
-    range (`ranged`)."""
+    range (`ranged`), and keeps each one's method and path (`requests`)."""
 
     def __init__(self, target: str, fail_first: int = 0, fail_every: int = 0,
                  ignore_range: bool = False, delay_s: float = 0.0) -> None:
@@ -131,15 +131,20 @@ class FaultProxy:
         self.target, self.fail_first, self.fail_every = target, fail_first, fail_every
         self.ignore_range, self.delay_s = ignore_range, delay_s
         self.seen = self.failed = self.ranged = 0
+        self.requests: list[tuple[str, str]] = []  # (method, path) of each, in order
         self._lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without TCP_NODELAY each answer waits
+            # ~40 ms for the client's delayed ACK, a latency no real server has
+            disable_nagle_algorithm = True
 
             def _forward(self) -> None:
                 with proxy._lock:
                     proxy.seen += 1
                     proxy.ranged += "Range" in self.headers
+                    proxy.requests.append((self.command, self.path))
                     n = proxy.seen
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if n <= proxy.fail_first or (proxy.fail_every and n % proxy.fail_every == 0):
@@ -212,6 +217,9 @@ class XmlUploadFront:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without TCP_NODELAY each answer waits
+            # ~40 ms for the client's delayed ACK, a latency no real server has
+            disable_nagle_algorithm = True
 
             def _forward(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)

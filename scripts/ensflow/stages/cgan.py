@@ -255,10 +255,12 @@ def write_batch(settings: Settings, batch: int, index_files: list[str | Path], w
     arrays = build_batch(Storage.from_settings(settings), plan, members, index_files, workers)
     record = ensemble_store.SetupRecord.load(setup_record)
 
-    def write(root: Any, t: int) -> None:
+    def write(root: Any, t: int) -> ensemble_store.Coverage:
         lo, hi = members[0], members[-1] + 1
         for name, values in arrays.items():
             root[name][t, lo:hi] = values
+        return {name: [m for m, block in zip(members, values, strict=True)
+                       if not np.isnan(block).all()] for name, values in arrays.items()}
 
     ensemble_store.write_fork(store_from(settings), record, write, fork_path)
 
@@ -268,10 +270,9 @@ def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str |
     plan = plan_from(settings)
     record = ensemble_store.SetupRecord.load(setup_record)
 
-    def complete(root: Any, t: int) -> None:
+    def complete(coverage: dict[str, set[int]]) -> None:
         for v in plan.variables:
-            data = root[v.name][t, list(plan.members)]
-            bad = [m for m, block in zip(plan.members, data, strict=True) if np.isnan(block).all()]
+            bad = sorted(set(plan.members) - coverage.get(v.name, set()))
             if bad:
                 raise ensemble_store.PublishError(f"{v.name}: members {bad} missing; not publishing")
 

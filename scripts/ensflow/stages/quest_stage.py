@@ -102,13 +102,14 @@ def write_member(settings: Settings, member: int, fields_path: str | Path,
         raise EnsflowError(f"{fields_path}: steps differ from the configured quest variables")
     record = ensemble_store.SetupRecord.load(setup_record)
 
-    def write(root: Any, t: int) -> None:
+    def write(root: Any, t: int) -> ensemble_store.Coverage:
         for v in variables(settings):
             values = fields[v.name]
             used = [steps.index(s) for s in quest.needed_steps([v])]
             if not np.isfinite(values[used]).all():
                 raise EnsflowError(f"member {member_id(member)}: {v.name} has non-finite values")
             root[v.name][t, member - 1] = values
+        return {v.name: [member - 1] for v in variables(settings)}
 
     ensemble_store.write_fork(store_from(settings), record, write, fork_path)
 
@@ -127,9 +128,9 @@ def publish(settings: Settings, setup_record: str | Path, fork_paths: list[str |
     record = ensemble_store.SetupRecord.load(setup_record)
     present: list[int] = []
 
-    def complete(root: Any, t: int) -> None:
-        data = root[variables(settings)[0].name][t]
-        present.extend(m for m in requested if not np.isnan(data[m - 1]).all())
+    def complete(coverage: dict[str, set[int]]) -> None:
+        written = coverage.get(variables(settings)[0].name, set())
+        present.extend(m for m in requested if m - 1 in written)
         missing = sorted(set(requested) - set(present))
         if missing:
             raise ensemble_store.PublishError(
