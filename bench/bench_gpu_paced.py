@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--baseline-rev", default=LANDED)
     args = ap.parse_args()
 
-    from gpu_paced_model import save_paced_checkpoint
+    from gpu_paced_model import runner_step_seconds, save_paced_checkpoint
 
     steps = args.lead_time // 6
     pure = args.members * steps * args.step_seconds
@@ -108,7 +108,14 @@ def main() -> None:
     busy: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        ckpt = save_paced_checkpoint(root / "paced.ckpt", args.grid, args.step_seconds)
+        runner_s = runner_step_seconds(save_paced_checkpoint(root / "calibrate.ckpt",
+                                                             args.grid, 0.0))
+        if runner_s >= args.step_seconds:
+            raise SystemExit(f"a runner step alone takes {runner_s:.2f}s here, more than "
+                             f"--step-seconds {args.step_seconds}")
+        print(f"runner's own work per step on {args.grid}: {runner_s:.3f}s (median of 7); the "
+              f"model sleeps {args.step_seconds - runner_s:.3f}s per step", flush=True)
+        ckpt = save_paced_checkpoint(root / "paced.ckpt", args.grid, args.step_seconds - runner_s)
         landed = root / "landed-tree"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q",
                         str(landed), args.baseline_rev], check=True)

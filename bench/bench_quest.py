@@ -1,7 +1,12 @@
 """AI Weather Quest post-processing at operational shape: 50 members at N320 (synthetic,
 made here) → 1.5° fields → aifs_ens_1p5 store → weekly quintile probabilities → six
-checked submission files. Baseline in the same run: mir GRIB-to-GRIB regrid of the same
-fields one by one (the per-field rate, measured on one member's fields).
+checked submission files.
+
+Baseline in the same run: mir GRIB-to-GRIB regrid of the same fields one by one (its
+per-field rate, measured on one member's fields). Two figures: the regrid alone, and end
+to end, where the baseline is the same run with its regrid at mir's one-by-one rate.
+Not timed: making the synthetic N320 fields (the model's work) and the demo's synthetic
+climatology (operations download the quest's own).
 """
 
 from __future__ import annotations
@@ -81,7 +86,9 @@ def main() -> None:
         quest_stage.write_member(settings, m, tmp / f"m{m}.npz", tmp / "setup.json", forks[-1])
     quest_stage.publish(settings, tmp / "setup.json", forks, tmp / "published.json")
     clim_files = [tmp / "clim" / n for n in quest_stage.climatology_names(settings)]
+    t0 = time.perf_counter()
     quest_stage.synthetic_climatology(settings, tmp / "published.json", clim_files)
+    t_made += time.perf_counter() - t0
     outputs = [str(tmp / "out" / n) for n in quest_stage.submission_names(settings)]
     quest_stage.products(settings, tmp / "published.json", tmp / "clim", outputs,
                          tmp / "anomalies.npz", tmp / "sanity.json")
@@ -103,14 +110,17 @@ def main() -> None:
         eccodes.codes_release(h)
     base_rate = len(messages) / (time.perf_counter() - t0)
     ours_rate = n_fields / t_regrid
+    base_wall = wall - t_regrid + n_fields / base_rate
     print(f"ensflow post-processing: {wall:.1f}s wall for {args.members} members "
-          f"({n_fields} fields regridded, store, weekly quintiles, 6 files)")
-    print(f"  regrid: {ours_rate:.0f} fields/s (mir's weights as one sparse product per field)")
-    print(f"  baseline mir GRIB-to-GRIB one by one: {base_rate:.1f} fields/s "
-          f"(measured on {len(messages)} fields) -> {n_fields / base_rate:.0f}s for all fields")
-    print(f"  ratio (regrid rate): {ours_rate / base_rate:.0f}x")
-    print(f"result: regrid_rate {ours_rate:.1f} fields/s baseline {base_rate:.1f} "
-          f"ratio {ours_rate / base_rate:.2f}")
+          f"({n_fields} fields regridded, store, weekly quintiles, 6 files; the synthetic "
+          "fields and climatology not counted)")
+    print(f"  regrid alone: {ours_rate:.0f} fields/s (mir's weights as one sparse product per "
+          f"field) vs mir GRIB-to-GRIB one by one {base_rate:.1f} fields/s (measured on "
+          f"{len(messages)} fields): {ours_rate / base_rate:.1f}x")
+    print(f"  end to end: {wall:.1f}s vs {base_wall:.1f}s with the baseline's regrid "
+          f"({t_regrid:.1f}s -> {n_fields / base_rate:.1f}s): {base_wall / wall:.2f}x faster")
+    print(f"result: postprocess_wall {wall:.1f} s baseline {base_wall:.1f} "
+          f"ratio {wall / base_wall:.3f}")
 
 
 def eccodes_short(eccodes, msg: bytes) -> str:
