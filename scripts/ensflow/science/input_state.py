@@ -65,6 +65,7 @@ def build(storage: Storage, info: CheckpointInfo, cycle_time: dt.datetime, numbe
     fields: dict[str, NDArray[np.float32]] = {
         s.name: np.empty((len(dates), info.npoints), dtype=np.float32) for s in info.input_fields
     }
+    regridder = regrid.WeightsRegridder(info.grid)
     for i, date in enumerate(dates):
         started = time.perf_counter()
         by_url: dict[str, list[FieldRequest]] = {}
@@ -82,8 +83,7 @@ def build(storage: Storage, info: CheckpointInfo, cycle_time: dt.datetime, numbe
             chosen = opendata.select(index, [r.key for r in requests])
             wanted = [chosen[r.key] for r in requests]
             for r, msg, blob in zip(requests, wanted, opendata.fetch(storage, wanted), strict=True):
-                on_grid = regrid.regrid_message(blob, info.grid)
-                values = grib_decode.decode(on_grid, msg.label())
+                values = regridder.values(blob, msg.label())
                 check_source(r, msg, blob, values, catalogue)
                 if values.size != info.npoints:
                     raise InputStateError(f"{msg.label()}: {values.size} points after regrid to "
