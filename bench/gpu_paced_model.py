@@ -51,8 +51,9 @@ def save_paced_checkpoint(path: str | Path, grid: str, sleep_seconds: float) -> 
     return path
 
 
-def runner_step_seconds(checkpoint: str | Path, steps: int = 8) -> float:
-    """Median wall time of a runner step on `checkpoint` with nothing consuming the states."""
+def runner_step_seconds(checkpoint: str | Path, steps: int = 8, threads: int = 1) -> float:
+    """Median wall time of a runner step on `checkpoint` with nothing consuming the states,
+    on as many torch threads as a forecast job gets (1 in profiles/demo)."""
     import datetime as dt
     import statistics
 
@@ -60,6 +61,8 @@ def runner_step_seconds(checkpoint: str | Path, steps: int = 8) -> float:
     from anemoi.inference.runners.simple import SimpleRunner
 
     from ensflow.adapters import checkpoint_info
+
+    torch.set_num_threads(threads)
 
     info = checkpoint_info.read(str(checkpoint))
     state = {"date": dt.datetime(2025, 11, 27), "fields": {

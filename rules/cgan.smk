@@ -45,6 +45,7 @@ rule cgan_batch:
         setup=CGAN_SETUP,
     output:
         fork=CGAN_FORK,
+        sums=CGAN_SUMS,
     log:
         **job_log("cgan_batch", "batch"),
     benchmark:
@@ -79,6 +80,7 @@ rule cgan_netcdf:
     input:
         published=CGAN_PUBLISHED,
         indices=cgan_indices,
+        sums=expand(CGAN_SUMS, cycle="{cycle}", batch=CGAN_BATCHES),
     output:
         netcdf=report(
             CGAN_NETCDF, caption="../report/cgan_netcdf.rst", category="cGAN inputs"

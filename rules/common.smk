@@ -68,6 +68,7 @@ CGAN_BATCHES = [f"{b:02d}" for b in range(len(CGAN_PLAN.batches()))]
 CGAN_INDEX = LAYOUT.cgan_index()
 CGAN_SETUP = LAYOUT.cgan_setup()
 CGAN_FORK = LAYOUT.cgan_fork()
+CGAN_SUMS = LAYOUT.cgan_sums()
 CGAN_PUBLISHED = LAYOUT.cgan_published()
 CGAN_NETCDF = LAYOUT.cgan_netcdf(CYCLE)
 

@@ -8,4 +8,4 @@ if __name__ == "__main__":
     batch = int(snakemake.wildcards.batch)
     with job(snakemake) as settings:
         cgan.write_batch(settings, batch, list(snakemake.input.indices), snakemake.threads,
-                         snakemake.input.setup, snakemake.output.fork)
+                         snakemake.input.setup, snakemake.output.fork, snakemake.output.sums)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import datetime as dt
 import json
 
@@ -104,3 +106,41 @@ def test_index_selection_lists_everything_missing(tmp_path):
     with pytest.raises(OpenDataError) as err:
         opendata.select(msgs, [("tp", "sfc", None, 0), ("tp", "sfc", None, 2), ("u", "pl", 700, 1)])
     assert "tp (sfc) member 2" in str(err.value) and "u/700 (pl) member 1" in str(err.value)
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_partial_sums_of_batches_give_numpys_nanmean_and_nanstd(ddof):
+    from ensflow.science import ensemble_moments as em
+
+    rng = np.random.default_rng(3)
+    # surface-pressure-like: a large mean and a small spread; some members missing somewhere
+    values = 101_000.0 + 80.0 * rng.standard_normal((11, 3, 5, 4))
+    values[2, 0, 1, 1] = np.nan
+    values[:, 1, 0, 0] = np.nan  # no member at all
+    values[1:, 2, 3, 3] = np.nan  # one member only
+    values = values.astype(np.float32)
+    batches = [values[0:4], values[4:6], values[6:11]]
+    mean, std = em.mean_std(em.combine([em.of_members(b) for b in batches]), ddof)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want_mean = np.nanmean(values.astype(np.float64), axis=0)
+        want_std = np.nanstd(values.astype(np.float64), axis=0, ddof=ddof)
+    np.testing.assert_array_equal(np.isnan(mean), np.isnan(want_mean))
+    np.testing.assert_array_equal(np.isnan(std), np.isnan(want_std))
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(std, want_std, rtol=1e-9, equal_nan=True)
+    many = np.isfinite(values).sum(axis=0) > 1
+    assert std[many].min() > 30  # the spread survives a mean 1000 times larger
+
+
+def test_partial_sums_files_round_trip_and_name_their_cycle(tmp_path):
+    from ensflow.errors import EnsflowError
+    from ensflow.science import ensemble_moments as em
+
+    m = em.of_members(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    em.save(tmp_path / "b.npz", "20251127_0000", [4, 5], {"tp": m})
+    members, loaded = em.load(tmp_path / "b.npz", "20251127_0000")
+    assert members == [4, 5] and set(loaded) == {"tp"}
+    np.testing.assert_array_equal(loaded["tp"].sum, m.sum)
+    with pytest.raises(EnsflowError, match="of cycle 20251127_0000, not 20251127_1200"):
+        em.load(tmp_path / "b.npz", "20251127_1200")

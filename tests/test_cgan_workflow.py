@@ -186,6 +186,30 @@ def test_product_equals_numpy_over_eccodes_decodes(clean_run, mirror, plan):
         assert raw["tp_ensemble_mean"].dimensions == ("time", "valid_time", "latitude", "longitude")
 
 
+def test_statistics_come_from_the_batches_partial_sums_as_a_store_read_gives(clean_run,
+                                                                             monkeypatch):
+    """The NetCDF's mean and spread are combined from what the batches recorded; computed
+    instead from the published snapshot (the ensemble read back), the file is the same."""
+    from ensflow.stages import cgan
+
+    work, _ = clean_run
+    log = (work / f"logs/{CYCLE}/cgan_netcdf.log").read_text()
+    assert "statistics from the batches' partial sums" in log
+    sums = sorted((work / f"results/{CYCLE}/cgan/forks").glob("batch_*.sums.npz"))
+    assert len(sums) == 3  # members 0-4 in batches of 2
+    monkeypatch.chdir(work)
+    settings = load(work / "config/config.yaml", yaml.safe_load((work / "test.yaml").read_text()))
+    indices = sorted(str(p) for p in (work / f"results/{CYCLE}/cgan/index").glob("*.json"))
+    from_store = work / "from_store.nc"
+    cgan.write_netcdf(settings, work / f"results/{CYCLE}/cgan/published.json", indices, [],
+                      from_store)
+    a, b = product(work), xr.load_dataset(from_store)
+    assert set(a.data_vars) == set(b.data_vars) and len(a.data_vars) == 24
+    for name in a.data_vars:
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-6,
+                                   atol=1e-6 * float(np.abs(b[name]).max()), err_msg=name)
+
+
 def test_product_provenance_names_the_snapshot(clean_run):
     work, _ = clean_run
     ds = product(work)

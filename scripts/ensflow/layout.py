@@ -274,6 +274,10 @@ class Layout:
     def cgan_fork(self, cycle: str = CYCLE, batch: str = "{batch}") -> str:
         return f"{self.cgan(cycle)}/forks/batch_{batch}.fork"
 
+    def cgan_sums(self, cycle: str = CYCLE, batch: str = "{batch}") -> str:
+        """A batch's partial sums (ensflow.science.ensemble_moments), beside its fork."""
+        return f"{self.cgan(cycle)}/forks/batch_{batch}.sums.npz"
+
     def cgan_published(self, cycle: str = CYCLE) -> str:
         return f"{self.cgan(cycle)}/published.json"
 

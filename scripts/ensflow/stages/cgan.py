@@ -29,6 +29,7 @@ from ensflow.config import Settings
 from ensflow.cycle import HOURS_SINCE_1900, hours_since_1900
 from ensflow.errors import OpenDataError
 from ensflow.provenance import code_version, record
+from ensflow.science import ensemble_moments
 from ensflow.science.cgan_plan import (
     ACCUMULATION_TEXT,
     CGAN_0P1,
@@ -249,10 +250,13 @@ def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
 
 
 def write_batch(settings: Settings, batch: int, index_files: list[str | Path], workers: int,
-                setup_record: str | Path, fork_path: str | Path) -> None:
+                setup_record: str | Path, fork_path: str | Path, sums_path: str | Path) -> None:
+    """The batch's members into a fork of the store, and their partial sums beside it."""
     plan = plan_from(settings)
     members = plan.batches()[batch]
     arrays = build_batch(Storage.from_settings(settings), plan, members, index_files, workers)
+    ensemble_moments.save(sums_path, plan.cycle, members,
+                          {name: ensemble_moments.of_members(v) for name, v in arrays.items()})
     record = ensemble_store.SetupRecord.load(setup_record)
 
     def write(root: Any, t: int) -> ensemble_store.Coverage:
@@ -293,9 +297,28 @@ def reader_attrs(plan: Plan) -> dict[str, Any]:
             "institution": "ICPAC", "source": "ECMWF IFS Ensemble"}
 
 
+def published_moments(plan: Plan, pub: dict[str, Any], sums_files: list[str | Path]
+                      ) -> dict[str, ensemble_moments.Moments] | None:
+    """The cycle's moments from the batches' partial sums, when they are what was published:
+    a fresh publish of batches that hold every member once. Else None (read the store)."""
+    if pub.get("already_published"):
+        return None  # a batch redone after its cycle was published: the store is the truth
+    parts, seen = [], []
+    for path in sums_files:
+        members, moments = ensemble_moments.load(path, plan.cycle)
+        seen += members
+        parts.append(moments)
+    if sorted(seen) != sorted(plan.members):
+        log.warning("partial sums hold members %s, the cycle %s: reading the store",
+                    sorted(seen), list(plan.members))
+        return None
+    return {v.name: ensemble_moments.combine([p[v.name] for p in parts]) for v in plan.variables}
+
+
 def write_netcdf(settings: Settings, published: str | Path, index_files: list[str | Path],
-                 out: str | Path) -> None:
-    """Ensemble mean and standard deviation from the published snapshot of the store."""
+                 sums_files: list[str | Path], out: str | Path) -> None:
+    """Ensemble mean and standard deviation of the published cycle: from the batches'
+    partial sums (no re-read of the ensemble), or from the published snapshot."""
     import xarray as xr
 
     from ensflow.adapters.regrid import bilinear_regular
@@ -318,11 +341,15 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
     time_attrs = {"units": HOURS_SINCE_1900, "calendar": "gregorian"}
     init_hours = float(hours_since_1900(plan.base))
     valid = np.array([init_hours + s for s in plan.steps], dtype=np.float64)
+    moments = published_moments(plan, pub, sums_files)
     out_vars = {}
     for v in plan.variables:
-        data = cycle[v.name].values.astype(np.float64)  # (member, step, lat, lon)
-        stats = {"ensemble_mean": np.nanmean(data, axis=0),
-                 "ensemble_standard_deviation": np.nanstd(data, axis=0, ddof=c.ddof)}
+        if moments is not None:
+            mean, std = ensemble_moments.mean_std(moments[v.name], c.ddof)
+        else:
+            data = cycle[v.name].values.astype(np.float64)  # (member, step, lat, lon)
+            mean, std = np.nanmean(data, axis=0), np.nanstd(data, axis=0, ddof=c.ddof)
+        stats = {"ensemble_mean": mean, "ensemble_standard_deviation": std}
         for kind, field in stats.items():
             if c.output_grid == "cgan_0p1":
                 field = bilinear_regular(field, lats, lons, new_lats, new_lons)
@@ -356,4 +383,5 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     product.to_netcdf(tmp, encoding=enc, engine="netcdf4")
     os.replace(tmp, out)
-    log.info("wrote %s: %d variables, %s grid", out, len(out_vars), c.output_grid)
+    log.info("wrote %s: %d variables, %s grid, statistics from %s", out, len(out_vars),
+             c.output_grid, "the batches' partial sums" if moments is not None else "the store")
