@@ -31,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_grib_write.py
 	$(BIN)/python bench/bench_member_chain.py
 	$(BIN)/python bench/bench_purge.py
+	$(BIN)/python bench/bench_prepare_input.py
+	$(BIN)/python bench/bench_quest.py
+	$(BIN)/python bench/bench_gpu_paced.py
 
 clean-demo:
 	rm -rf results logs benchmarks scratch bucket demo stores .snakemake

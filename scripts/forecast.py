@@ -5,8 +5,8 @@ from pathlib import Path
 from ensflow import logs
 from ensflow.adapters import devices
 from ensflow.entry import job
-from ensflow.stages.forecast import run_member
-from ensflow.stages.forecast_worker import run_on_worker
+from ensflow.layout import Layout
+from ensflow.stages.forecast import run_member, run_on_worker
 
 member = int(snakemake.wildcards.member)
 with job(snakemake) as settings:
@@ -16,7 +16,7 @@ with job(snakemake) as settings:
             snakemake.output.get("quest"), snakemake.threads)
     try:
         with devices.device_slot(gpus, fc.members_per_gpu,
-                                 Path(settings.scratch) / ".gpu-slots") as slot:
+                                 Layout.of(settings).gpu_slots()) as slot:
             result = (run_on_worker(settings, slot, *args) if fc.worker
                       else run_member(settings, *args))
         logs.annotate(gpu_slot=slot.name, inference=result["inference"])

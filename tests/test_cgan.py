@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
-
 import datetime as dt
 import json
+import warnings
 
 import eccodes
 import numpy as np

@@ -19,7 +19,7 @@ from ensflow.config import load
 from ensflow.demo.model import save_demo_checkpoint
 from ensflow.errors import ForecastError
 from ensflow.layout import forecast_windows
-from ensflow.stages import forecast, forecast_worker
+from ensflow.stages import forecast
 
 REPO = Path(__file__).resolve().parents[1]
 CYCLE = dt.datetime(2025, 11, 27)
@@ -66,7 +66,7 @@ def test_one_model_process_gives_a_jobs_bytes_and_loads_the_checkpoint_once(chec
         in_job = tmp_path / f"job/{member}"
         forecast.run_member(settings, member, pkl, outputs_in(in_job), in_job / "quest.npz")
         via = tmp_path / f"worker/{member}"
-        result = forecast_worker.run_on_worker(settings, slot, member, pkl, outputs_in(via),
+        result = forecast.run_on_worker(settings, slot, member, pkl, outputs_in(via),
                                                via / "quest.npz", 1)
         pids.add(result["pid"])
         served.append(result["served"])
@@ -86,10 +86,10 @@ def test_a_bad_member_is_named_and_the_process_serves_the_next(checkpoint, tmp_p
     slot = Slot(None, 0)
     wrong_day = write_input(checkpoint, tmp_path / "in/7.pkl", 7, CYCLE - dt.timedelta(days=1))
     with pytest.raises(ForecastError, match=r"member 007: input state is for 20251126_0000"):
-        forecast_worker.run_on_worker(settings, slot, 7, wrong_day, outputs_in(tmp_path / "o7"),
+        forecast.run_on_worker(settings, slot, 7, wrong_day, outputs_in(tmp_path / "o7"),
                                       None, 1)
     good = write_input(checkpoint, tmp_path / "in/8.pkl", 8)
-    result = forecast_worker.run_on_worker(settings, slot, 8, good, outputs_in(tmp_path / "o8"),
+    result = forecast.run_on_worker(settings, slot, 8, good, outputs_in(tmp_path / "o8"),
                                            None, 1)
     assert result["served"] == 1  # the failed member counted nothing, the process lived on
 
@@ -99,7 +99,7 @@ def _run_in_child(settings_args, member, pkl, out):  # a forecast job, killed mi
 
     logs.setup(None)
     settings = settings_for(*settings_args)
-    forecast_worker.run_on_worker(settings, Slot(None, 0), member, pkl, outputs_in(out), None, 1)
+    forecast.run_on_worker(settings, Slot(None, 0), member, pkl, outputs_in(out), None, 1)
 
 
 def test_a_killed_job_abandons_its_member_and_the_next_job_is_served(checkpoint, tmp_path):
@@ -107,7 +107,7 @@ def test_a_killed_job_abandons_its_member_and_the_next_job_is_served(checkpoint,
     settings = settings_for(checkpoint, scratch)
     pkl = write_input(checkpoint, tmp_path / "in/5.pkl", 5)
     # first member: the process starts and loads the model
-    first = forecast_worker.run_on_worker(settings, Slot(None, 0), 5, pkl,
+    first = forecast.run_on_worker(settings, Slot(None, 0), 5, pkl,
                                           outputs_in(tmp_path / "o5"), None, 1)
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=_run_in_child,
@@ -121,8 +121,8 @@ def test_a_killed_job_abandons_its_member_and_the_next_job_is_served(checkpoint,
     child.join()
     while "abandoned" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "member 006 abandoned: its job went away" in log.read_text()
-    again = forecast_worker.run_on_worker(settings, Slot(None, 0), 6, pkl,
+    assert "request abandoned: its job went away (member 006)" in log.read_text()
+    again = forecast.run_on_worker(settings, Slot(None, 0), 6, pkl,
                                           outputs_in(tmp_path / "o6b"), None, 1)
     assert again["pid"] == first["pid"] and again["served"] == 2
 

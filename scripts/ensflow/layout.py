@@ -246,6 +246,13 @@ class Layout:
     def scratch_cycle(self, cycle: str = CYCLE) -> str:
         return f"{self.scratch}/{cycle}"
 
+    def gpu_slots(self) -> str:
+        """The GPU slots' locks and their model processes' logs (all cycles)."""
+        return f"{self.scratch}/.gpu-slots"
+
+    def model_process_log(self, slot: str) -> str:
+        return f"{self.gpu_slots()}/model-process.{slot}.log"
+
     def prepare_dir(self, cycle: str = CYCLE) -> str:
         """Where prepare_input writes a pickle before it goes to the bucket."""
         return f"{self.scratch_cycle(cycle)}/prepare"

@@ -19,11 +19,13 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ensflow.adapters import checkpoint_info
+from ensflow.adapters.devices import Slot
 from ensflow.adapters.grib_encode import ENSEMBLE_SIZE, GribEncoder
 from ensflow.config import Settings
 from ensflow.cycle import cycle_datetime, member_id
 from ensflow.errors import ForecastError
-from ensflow.layout import forecast_windows
+from ensflow.layout import Layout, forecast_windows
+from ensflow.ops import model_process
 from ensflow.science import input_state, quest
 
 log = logging.getLogger(__name__)
@@ -214,6 +216,56 @@ def forecast_member(runner: Any, settings: Settings, member: int, input_pkl: str
     return {"fields": fields_written, "seconds": elapsed, "seed": member_seed(settings, member),
             "inference": [inference_started.isoformat(timespec="milliseconds"),
                           inference_ended.isoformat(timespec="milliseconds")]}
+
+
+# The model process's work (ensflow.ops.model_process), named so it is imported there.
+MODEL_HANDLER = "ensflow.stages.forecast:serve_member"
+
+
+def serve_member(state: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
+    """In a GPU slot's model process: load the runner once, then run each member on it."""
+    settings = Settings.from_config(req["config"])
+    if req["threads"]:
+        import torch
+
+        torch.set_num_threads(int(req["threads"]))
+    if "runner" not in state:
+        t0 = time.perf_counter()
+        state["runner"] = new_runner(settings, req["member"])
+        state["runner"].model  # noqa: B018 (the load: once per process)
+        log.info("model loaded in %.1fs by model process %d (once for this GPU slot)",
+                 time.perf_counter() - t0, os.getpid())
+    else:
+        log.info("model already loaded in process %d (%d member(s) served)", os.getpid(),
+                 state["served"])
+    return forecast_member(state["runner"], settings, req["member"], req["input"],
+                           req["outputs"], req["quest_out"])
+
+
+def run_on_worker(settings: Settings, slot: Slot, member: int, input_pkl: str | Path,
+                  outputs: list[str | Path], quest_out: str | Path | None = None,
+                  threads: int | None = None) -> dict[str, Any]:
+    """One member on the slot's model process, which keeps the model loaded across members
+    (`forecast.worker: true`); started if none serves this slot, checkpoint and code."""
+    fc = settings.forecast
+    layout = Layout.of(settings)
+    ckpt = Path(settings.checkpoint).resolve()
+    st = ckpt.stat()
+    name = model_process.address(Path(layout.gpu_slots()).resolve(), slot.name, ckpt,
+                                 st.st_size, st.st_mtime_ns, fc.device, fc.precision,
+                                 fc.num_chunks)
+    what = f"member {member_id(member)}"
+    payload = {"what": what, "member": member, "config": settings.config, "threads": threads,
+               "input": str(Path(input_pkl).resolve()),
+               "outputs": [str(Path(p).resolve()) for p in outputs],
+               "quest_out": str(Path(quest_out).resolve()) if quest_out else None}
+    try:
+        return model_process.request(name, MODEL_HANDLER, fc.worker_idle_seconds,
+                                     layout.model_process_log(slot.name), payload)
+    except model_process.ModelProcessError as exc:
+        message = str(exc)
+        raise ForecastError(message if message.startswith(what) else f"{what}: {message}"
+                            ) from None
 
 
 def run_member(settings: Settings, member: int, input_pkl: str | Path,
