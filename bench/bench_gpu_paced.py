@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,11 +51,33 @@ def workflow_copy(source: Path, dest: Path, overlay: dict, checkpoint: Path) -> 
 
 def snakemake(work: Path, *args: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(work / "scripts"), str(BENCH)])}
-    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), *args, "--profile",
-                           "profiles/demo", "--configfile", "config/config.yaml", "bench.yaml"],
-                          cwd=work, env=env, capture_output=True, text=True)
+    stop = threading.Event()
+    sweeper = threading.Thread(target=sweep_uploaded, args=(work, stop), daemon=True)
+    sweeper.start()
+    try:
+        proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), *args,
+                               "--profile", "profiles/demo", "--configfile",
+                               "config/config.yaml", "bench.yaml"],
+                              cwd=work, env=env, capture_output=True, text=True)
+    finally:
+        stop.set()
+        sweeper.join()
     if proc.returncode:
         raise SystemExit(f"snakemake {' '.join(args)} failed in {work}:\n{proc.stderr[-3000:]}")
+
+
+def sweep_uploaded(work: Path, stop: threading.Event) -> None:
+    """A member's 11 files are ~13 GB at N320: once its upload receipt exists, the bench's
+    file:// bucket drops them (the upload itself was timed), so a cycle fits on the disk."""
+    done: set[Path] = set()
+    while not stop.wait(2.0):
+        for receipt in (work / "results" / CYCLE / "receipts").glob("forecast_member_*.json"):
+            if receipt in done:
+                continue
+            member = receipt.stem.rsplit("_", 1)[1]
+            for obj in (work / "bucket" / CYCLE / "forecasts").glob(f"*member{member}_*.grib"):
+                obj.unlink(missing_ok=True)
+            done.add(receipt)
 
 
 def one_cycle(source: Path, dest: Path, overlay: dict, checkpoint: Path) -> tuple[float, float | None]:
@@ -63,7 +86,10 @@ def one_cycle(source: Path, dest: Path, overlay: dict, checkpoint: Path) -> tupl
     t0 = time.perf_counter()
     snakemake(work, "aifs", "-q")
     wall = time.perf_counter() - t0
-    return wall, gpu_busy(work)
+    busy = gpu_busy(work)
+    shutil.rmtree(work / "bucket", ignore_errors=True)
+    shutil.rmtree(work / "scratch", ignore_errors=True)
+    return wall, busy
 
 
 def gpu_busy(work: Path) -> float | None:
