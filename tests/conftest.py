@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import socket
@@ -113,6 +114,30 @@ def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None,
                           capture_output=True, text=True, timeout=timeout)
 
 
+class _LoopbackHandler(http.server.BaseHTTPRequestHandler):
+    """What the test servers' loopback fronts share: keep-alive HTTP/1.1, quiet, and one
+    way of answering with the upstream's status, headers and body."""
+
+    protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY each answer waits
+    # ~40 ms for the client's delayed ACK, a latency no real server has
+    disable_nagle_algorithm = True
+    HOP_BY_HOP = frozenset({"transfer-encoding", "content-length", "connection"})
+
+    def reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+        self.send_response(status)
+        for k, v in headers:
+            if k.lower() not in self.HOP_BY_HOP:
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 class FaultProxy:
     """An HTTP proxy on loopback in front of a test server that misbehaves on purpose:
     answers 503 to the first `fail_first` requests, 500 to every `fail_every`-th one,
@@ -122,7 +147,6 @@ class FaultProxy:
 
     def __init__(self, target: str, fail_first: int = 0, fail_every: int = 0,
                  ignore_range: bool = False, delay_s: float = 0.0) -> None:
-        import http.server
         import threading
         import urllib.error
         import urllib.request
@@ -134,12 +158,7 @@ class FaultProxy:
         self.requests: list[tuple[str, str]] = []  # (method, path) of each, in order
         self._lock = threading.Lock()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # headers and body go out in two writes: without TCP_NODELAY each answer waits
-            # ~40 ms for the client's delayed ACK, a latency no real server has
-            disable_nagle_algorithm = True
-
+        class Handler(_LoopbackHandler):
             def _forward(self) -> None:
                 with proxy._lock:
                     proxy.seen += 1
@@ -165,20 +184,9 @@ class FaultProxy:
                     resp = urllib.request.urlopen(req, timeout=30)
                 except urllib.error.HTTPError as e:
                     resp = e
-                data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.headers.items():
-                    if k.lower() not in {"transfer-encoding", "content-length", "connection"}:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                self.reply(resp.status, list(resp.headers.items()), resp.read())
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _forward
-
-            def log_message(self, *args: object) -> None:
-                pass
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -211,16 +219,11 @@ class XmlUploadFront:
         import json
         import threading
         import urllib.parse
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import ThreadingHTTPServer
 
         front = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # headers and body go out in two writes: without TCP_NODELAY each answer waits
-            # ~40 ms for the client's delayed ACK, a latency no real server has
-            disable_nagle_algorithm = True
-
+        class Handler(_LoopbackHandler):
             def _forward(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
@@ -255,25 +258,15 @@ class XmlUploadFront:
                     data = resp.read()
                 finally:
                     conn.close()
-                out = [(k, v) for k, v in resp.getheaders()
-                       if k.lower() not in ("content-length", "transfer-encoding", "connection")]
+                out = resp.getheaders()
                 if xml_put and resp.status == 200:
                     meta = json.loads(data)
                     out += [("ETag", f'"{meta["etag"]}"'),
                             ("x-goog-generation", str(meta["generation"]))]
                     data = b""
-                self.send_response(resp.status)
-                for k, v in out:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                self.reply(resp.status, out, data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _forward
-
-            def log_message(self, *args: object) -> None:
-                pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
