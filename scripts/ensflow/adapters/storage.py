@@ -76,8 +76,13 @@ class Transfer:
 # ---------------------------------------------------------------- checksums
 
 
+def crc32c_text(checksum: google_crc32c.Checksum) -> str:
+    """As GCS gives an object's crc32c: base64 of the big-endian digest."""
+    return base64.b64encode(checksum.digest()).decode()
+
+
 def crc32c_bytes(data: bytes | bytearray | memoryview) -> str:
-    return base64.b64encode(google_crc32c.Checksum(bytes(data)).digest()).decode()
+    return crc32c_text(google_crc32c.Checksum(bytes(data)))
 
 
 def crc32c_file(path: str | Path) -> str:
@@ -85,7 +90,7 @@ def crc32c_file(path: str | Path) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(8 * MiB):
             checksum.update(chunk)
-    return base64.b64encode(checksum.digest()).decode()
+    return crc32c_text(checksum)
 
 
 # ---------------------------------------------------------------- URLs
@@ -421,7 +426,7 @@ class FileBackend:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dst)
-        return dst.stat().st_size, base64.b64encode(checksum.digest()).decode()
+        return dst.stat().st_size, crc32c_text(checksum)
 
     def list(self, prefix: str) -> list[tuple[str, int]]:
         base = self._path(prefix)
