@@ -173,6 +173,23 @@ def _create_layout(repo: Any, schema: StoreSchema) -> None:
         session.commit("ensflow: create store layout")
 
 
+def _time_arrays(root: Any) -> list[str]:
+    """The data variables along the time axis (every array but `time` and coordinates)."""
+    return [name for name, array in root.arrays()
+            if name != "time" and array.metadata.dimension_names[:1] == ("time",)]
+
+
+def _append_time(root: Any, time_value: int) -> int:
+    """A new slot at the end of the time axis, every data variable grown with it (NaN)."""
+    index = int(root["time"].shape[0])
+    root["time"].resize((index + 1,))
+    root["time"][index] = time_value
+    for name in _time_arrays(root):
+        array = root[name]
+        array.resize((index + 1, *array.shape[1:]))
+    return index
+
+
 def _has_root(session: Any) -> bool:
     import zarr
 
@@ -225,12 +242,7 @@ def setup(repo: Any, schema: StoreSchema, cycle: str, time_value: int,
     if time_value in times.tolist():  # this branch's own setup commit, found again
         index = int(times.tolist().index(time_value))
     else:
-        index = int(times.size)
-        root["time"].resize((index + 1,))
-        root["time"][index] = time_value
-        for spec in schema.arrays:
-            arr = root[spec.name]
-            arr.resize((index + 1, *arr.shape[1:]))
+        index = _append_time(root, time_value)
     setup_snapshot = session.commit(f"setup {cycle}") if session.has_uncommitted_changes else tip
     record = SetupRecord(cycle, branch, main, setup_snapshot, index, time_value)
     receipts.write(record_path, asdict(record))
@@ -318,13 +330,9 @@ def _onto_moved_main(repo: Any, record: SetupRecord, committed: str, tries: int 
             raise PublishError(f"cycle {record.cycle}: main holds its time "
                                f"{record.time_value} for another cycle; {record.branch} is "
                                "kept (ensflow purge that cycle's tag, or publish elsewhere)")
-        index = len(times)
-        root["time"].resize((index + 1,))
-        root["time"][index] = record.time_value
-        for name, array in root.arrays():
-            if name != "time" and array.metadata.dimension_names[:1] == ("time",):
-                array.resize((index + 1, *array.shape[1:]))
-                array[index] = source[name][record.time_index]
+        index = _append_time(root, record.time_value)
+        for name in _time_arrays(root):
+            root[name][index] = source[name][record.time_index]
         try:
             new = session.commit(f"cycle {record.cycle}: onto main, time index {index}")
         except icechunk.ConflictError:
