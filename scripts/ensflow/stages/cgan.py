@@ -344,11 +344,10 @@ def write_netcdf(settings: Settings, published: str | Path, index_files: list[st
     moments = published_moments(plan, pub, sums_files)
     out_vars = {}
     for v in plan.variables:
-        if moments is not None:
-            mean, std = ensemble_moments.mean_std(moments[v.name], c.ddof)
-        else:
-            data = cycle[v.name].values.astype(np.float64)  # (member, step, lat, lon)
-            mean, std = np.nanmean(data, axis=0), np.nanstd(data, axis=0, ddof=c.ddof)
+        # (member, step, lat, lon) read back only when there are no partial sums to use
+        m = (moments[v.name] if moments is not None
+             else ensemble_moments.of_members(cycle[v.name].values))
+        mean, std = ensemble_moments.mean_std(m, c.ddof)
         stats = {"ensemble_mean": mean, "ensemble_standard_deviation": std}
         for kind, field in stats.items():
             if c.output_grid == "cgan_0p1":
