@@ -148,16 +148,20 @@ class WriterThread:
         self._raise()
 
 
-def new_runner(settings: Settings, member: int, threads: int | None = None) -> Any:
+def use_threads(threads: int | None) -> None:
+    """The cores Snakemake gave the job (`threads:`, `--set-threads forecast=N`)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def new_runner(settings: Settings, member: int) -> Any:
     """anemoi-inference's SimpleRunner for the checkpoint (the model loads on first use)."""
     fc = settings.forecast
     os.environ["ANEMOI_INFERENCE_NUM_CHUNKS"] = str(fc.num_chunks)
     from anemoi.inference.runners.simple import SimpleRunner
 
-    if threads:  # the cores Snakemake gave the job (`threads:`, `--set-threads forecast=N`)
-        import torch
-
-        torch.set_num_threads(threads)
     return SimpleRunner(settings.checkpoint, device=fc.device, precision=fc.precision,
                         seed=member_seed(settings, member))
 
@@ -225,10 +229,7 @@ MODEL_HANDLER = "ensflow.stages.forecast:serve_member"
 def serve_member(state: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
     """In a GPU slot's model process: load the runner once, then run each member on it."""
     settings = Settings.from_config(req["config"])
-    if req["threads"]:
-        import torch
-
-        torch.set_num_threads(int(req["threads"]))
+    use_threads(req["threads"])  # per member: each job may have been given other cores
     if "runner" not in state:
         t0 = time.perf_counter()
         state["runner"] = new_runner(settings, req["member"])
@@ -273,7 +274,8 @@ def run_member(settings: Settings, member: int, input_pkl: str | Path,
                threads: int | None = None) -> dict[str, Any]:
     """One member in this process: load the model, run, write (`forecast.worker: false`)."""
     started = time.perf_counter()
-    runner = new_runner(settings, member, threads)
+    use_threads(threads)
+    runner = new_runner(settings, member)
     result = forecast_member(runner, settings, member, input_pkl, outputs, quest_out)
     result["seconds"] = time.perf_counter() - started
     return result
