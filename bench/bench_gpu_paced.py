@@ -34,14 +34,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(BENCH))
 CYCLE = "20251127_0000"
 LANDED = "6d896b3"  # the design before the model process and the writer thread
-WORKFLOW = ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report")
 
 
 def workflow_copy(source: Path, dest: Path, overlay: dict, checkpoint: Path) -> Path:
-    dest.mkdir(parents=True)
-    for name in WORKFLOW:
-        src = source / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    from ensflow.layout import copy_workflow
+
+    copy_workflow(source, dest)
     (dest / "bench.yaml").write_text(yaml.safe_dump(overlay))
     target = dest / overlay["checkpoint"]
     target.parent.mkdir(parents=True, exist_ok=True)

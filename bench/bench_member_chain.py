@@ -12,7 +12,6 @@ printed apart from a dry run.
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,9 @@ CHAIN_ONLY = {"members": "1", "cgan": {"enabled": False}, "quest": {"enabled": F
 
 
 def copy_workflow(dest: Path) -> None:
-    for name in ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    from ensflow.layout import copy_workflow
+
+    copy_workflow(REPO, dest)
     (dest / "chain.yaml").write_text(yaml.safe_dump(CHAIN_ONLY))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -80,14 +79,9 @@ def gcs_storage(gcs_env: str) -> Storage:
 
 def copy_workflow(dest: Path) -> Path:
     """The workflow's own files in a fresh directory, so runs do not share state."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
+    from ensflow.layout import copy_workflow as copy
+
+    return copy(REPO, dest)
 
 
 def run_env(**extra: str) -> dict[str, str]:

@@ -387,6 +387,23 @@ def store_commit_lock(store_dir: Path) -> Path:
     return store_dir.with_name(store_dir.name + ".commit.lock")
 
 
+WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "config", "profiles", "envs", "report")
+
+
+def copy_workflow(source: Path, dest: Path) -> Path:
+    """The workflow's own files (not a run's) into `dest`: a fresh directory to run in."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = source / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
 def mirror_dir(workdir: Path, cycle: str) -> Path:
     """Where a cluster run's files are copied on the submitting machine."""
     return workdir / ".snakemake" / "ensflow-mirror" / cycle
