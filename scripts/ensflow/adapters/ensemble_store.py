@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 # conflicts" (a publish refused that way finds its commit in main when run again).
 os.environ.setdefault("ICECHUNK_LOG",
                       "warn,icechunk_arrow_object_store=error,icechunk_storage::readback=error")
+
+CREATE_RACE_WAIT_S = 30.0  # how long a run that lost the race to create a store waits
 
 # A fork file is a pickle: only Icechunk's own fork class may be rebuilt from it.
 FORK_ALLOWED = frozenset({("icechunk.session", "ForkSession")})
@@ -98,9 +101,14 @@ def open_repo(url: str, storage: Storage, create: bool = True) -> Any:
     try:
         return icechunk.Repository.open_or_create(where, config=config)
     except icechunk.IcechunkError:
-        # Two runs starting on a new store: the one whose create lost opens the winner's.
-        if not icechunk.Repository.exists(where):
-            raise
+        # Two runs starting on a new store: the one whose create lost opens the winner's,
+        # once the winner has written it whole (its first objects land before the repo
+        # file, and a create on that prefix fails with "not clean" meanwhile).
+        deadline = time.monotonic() + CREATE_RACE_WAIT_S
+        while not icechunk.Repository.exists(where):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
         return icechunk.Repository.open(where, config=config)
 
 
