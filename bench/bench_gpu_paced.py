@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--baseline-rev", default=LANDED)
     args = ap.parse_args()
 
-    from gpu_paced_model import runner_step_seconds, save_paced_checkpoint
+    from gpu_paced_model import check_persistence, runner_step_seconds, save_paced_checkpoint
 
     steps = args.lead_time // 6
     pure = args.members * steps * args.step_seconds
@@ -132,8 +132,11 @@ def main() -> None:
     busy: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        runner_s = runner_step_seconds(save_paced_checkpoint(root / "calibrate.ckpt",
-                                                             args.grid, 0.0))
+        calibrate = save_paced_checkpoint(root / "calibrate.ckpt", args.grid, 0.0)
+        compared = check_persistence(calibrate, args.grid)
+        print(f"stand-in outputs equal anemoi's SimpleMockModel: {compared} fields, 2 states "
+              "on one runner", flush=True)
+        runner_s = runner_step_seconds(calibrate)
         if runner_s >= args.step_seconds:
             raise SystemExit(f"a runner step alone takes {runner_s:.2f}s here, more than "
                              f"--step-seconds {args.step_seconds}")
