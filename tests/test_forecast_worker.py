@@ -164,3 +164,50 @@ def test_the_writer_queue_holds_at_most_its_depth_and_stops_the_runner_on_error(
             time.sleep(0.001)
         writer.join()
     assert failing.added == [6]
+
+
+class FakeRunner:
+    """Calls its model (0.1 s of "GPU") once per state, as anemoi's forecast loop does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict_step(self, *args, **kwargs):
+        self.calls += 1
+        time.sleep(0.1)
+
+    def run(self, steps):
+        for s in steps:
+            self.predict_step()
+            yield s
+
+
+def test_the_writer_starts_a_state_only_while_the_runner_is_in_its_model():
+    written = SlowWriter()
+    written.release.set()
+    writer = forecast.WriterThread(written, depth=2)
+    runner = FakeRunner()
+    states = iter(runner.run([6, 12]))
+
+    def runner_gets_a_state():  # as forecast_member does with each state
+        step = next(states)
+        writer.runner_busy()
+        writer.put(step, {})
+
+    with forecast.gate_on_model_calls(runner, writer):
+        runner_gets_a_state()
+        time.sleep(0.3)
+        assert written.added == []  # the runner works on the host: encoding waits
+        runner_gets_a_state()  # its model call for step 12 let step 6 be written
+        assert written.added == [6]
+        time.sleep(0.3)
+        assert written.added == [6]
+        # with the gate shut and the queue full, a waiting runner opens it: neither stalls
+        put = threading.Thread(target=lambda: [writer.put(s, {}) for s in (18, 24, 30)])
+        put.start()
+        put.join(5)
+        assert not put.is_alive() and written.added[:2] == [6, 12]
+        writer.join()
+    assert written.added == [6, 12, 18, 24, 30] and runner.calls == 2
+    # the runner outlives the member in a model process: its own method is back
+    assert "predict_step" not in vars(runner)

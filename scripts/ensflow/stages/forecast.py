@@ -7,12 +7,14 @@ starts while the last one is encoded. The queue between them is bounded, so memo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -113,6 +115,12 @@ class WriterThread:
 
     The runner blocks only when the writer is `depth` states behind; a writer error stops
     the runner at its next state, with the writer's exception.
+
+    The writer starts a state only while its gate is open: the runner closes it when a state
+    arrives and opens it when it calls the model (`in_model`), so the runner's own host work
+    between two model calls (output copies, the next input tensor, forcings) does not share
+    the CPU, memory bandwidth and GIL with encoding. A runner waiting on a full queue, or
+    done, opens it too, so the gate never stalls either side.
     """
 
     def __init__(self, writer: MemberWriter, depth: int) -> None:
@@ -120,11 +128,15 @@ class WriterThread:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.busy_s = 0.0
+        self._gate = threading.Condition()
+        self._open = True
         self.thread = threading.Thread(target=self._drain, name="grib-writer", daemon=True)
         self.thread.start()
 
     def _drain(self) -> None:
         while (item := self.queue.get()) is not _DONE:
+            with self._gate:
+                self._gate.wait_for(lambda: self._open)
             if self.error is None:
                 t0 = time.perf_counter()
                 try:
@@ -133,19 +145,53 @@ class WriterThread:
                     self.error = exc
                 self.busy_s += time.perf_counter() - t0
 
+    def _set_gate(self, is_open: bool) -> None:
+        with self._gate:
+            self._open = is_open
+            self._gate.notify_all()
+
+    def runner_busy(self) -> None:
+        """The runner got a state and works on the host until its next model call."""
+        self._set_gate(False)
+
+    def in_model(self) -> None:
+        """The runner is in the model: the GPU's share of a step, the host free."""
+        self._set_gate(True)
+
     def _raise(self) -> None:
         if self.error is not None:
             raise self.error
 
     def put(self, step: int, fields: dict[str, Any]) -> None:
         self._raise()
+        if self.queue.full():  # the runner waits for the writer: let it write
+            self._set_gate(True)
         self.queue.put((step, fields))
+        self.runner_busy()
 
     def join(self) -> None:
         """Wait for the writer to catch up (also after a runner error: files get closed)."""
+        self._set_gate(True)
         self.queue.put(_DONE)
         self.thread.join()
         self._raise()
+
+
+@contextlib.contextmanager
+def gate_on_model_calls(runner: Any, writer: WriterThread) -> Iterator[None]:
+    """Open the writer's gate whenever `runner` calls its model, for the length of a member
+    (the runner outlives it in a model process, so its own method comes back after)."""
+    call_model = runner.predict_step
+
+    def predict_step(*args: Any, **kwargs: Any) -> Any:
+        writer.in_model()
+        return call_model(*args, **kwargs)
+
+    runner.predict_step = predict_step
+    try:
+        yield
+    finally:
+        del runner.predict_step
 
 
 def use_threads(threads: int | None) -> None:
@@ -196,14 +242,16 @@ def forecast_member(runner: Any, settings: Settings, member: int, input_pkl: str
     started = t_step = time.perf_counter()
     inference_started = dt.datetime.now()
     try:
-        for i, out in enumerate(runner.run(input_states=state, lead_time=fc.lead_time), 1):
-            step = round((out["date"] - base) / dt.timedelta(hours=1))
-            fields = {k: np.array(v) if own else v for k, v in out["fields"].items()}
-            writer.put(step, fields)
-            now = time.perf_counter()
-            log.info("%s: step %3d h (%d/%d) %.2fs, ETA %.0fs", what, step, i, nsteps,
-                     now - t_step, (now - started) / i * (nsteps - i))
-            t_step = now
+        with gate_on_model_calls(runner, writer):
+            for i, out in enumerate(runner.run(input_states=state, lead_time=fc.lead_time), 1):
+                writer.runner_busy()
+                step = round((out["date"] - base) / dt.timedelta(hours=1))
+                fields = {k: np.array(v) if own else v for k, v in out["fields"].items()}
+                writer.put(step, fields)
+                now = time.perf_counter()
+                log.info("%s: step %3d h (%d/%d) %.2fs, ETA %.0fs", what, step, i, nsteps,
+                         now - t_step, (now - started) / i * (nsteps - i))
+                t_step = now
         inference_ended = dt.datetime.now()
     finally:
         try:
