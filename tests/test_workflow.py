@@ -186,6 +186,26 @@ def test_scratch_window_is_bounded_and_used(gcs_run):
     assert not [p for p in (work / "scratch").rglob("*") if p.is_file() and p.suffix in {".pkl", ".grib"}]
 
 
+def test_a_fetch_waiting_for_the_window_holds_no_core(gcs_run):
+    """profiles/demo: 2 cores. A fetch_input waiting for a member to leave the window takes
+    none of them, so a forecast and another job run beside it (3 jobs on 2 cores)."""
+    from ensflow.config import load
+    from ensflow.ops.run_record import load_cycle
+
+    work = gcs_run[0]
+    jobs = [j for j in load_cycle(load(work / "config/config.yaml"), work).jobs if j.ended]
+    fetches = [j for j in jobs if j.rule == "fetch_input"]
+    assert {j.threads for j in fetches} == {0} and len(fetches) == len(MEMBERS)
+    waited = [j for j in fetches if "waiting for a scratch slot" in j.log.read_text()]
+    assert waited, "with window 2 and 4 members, a later member's fetch waits for a slot"
+    beside = [k for j in waited for k in jobs
+              if k.rule not in {"fetch_input", "forecast"} and k.started < j.ended
+              and k.ended > j.started
+              and any(f.rule == "forecast" and f.started < min(j.ended, k.ended)
+                      and f.ended > max(j.started, k.started) for f in jobs)]
+    assert beside, "no job ran beside a waiting fetch and a forecast: the fetch held a core"
+
+
 def test_logs_and_benchmarks_for_every_member(gcs_run):
     work = gcs_run[0]
     for rule in ("prepare_input", "fetch_input", "forecast", "upload"):

@@ -122,6 +122,12 @@ def _tail_lines(path: Path, n: int) -> list[str]:
     return lines[-n:] if size <= _TAIL_BYTES else lines[1:][-n:]
 
 
+def _threads(given: Any) -> int:
+    """The cores Snakemake gave the job: 0 for one that takes none (fetch_input in the
+    profiles), 1 where an older log does not say."""
+    return 1 if given is None else int(given)
+
+
 def _when(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
@@ -145,7 +151,7 @@ def read_record(files: JobFiles, excerpt_lines: int = 20) -> Job | None:
     inference = data.get("inference")
     return Job(rule=data["rule"], label=label, member=member, status=status, started=started,
                ended=ended, seconds=seconds, log=log_path, error=data.get("error"),
-               excerpt=excerpt, shared=files.shared, threads=int(data.get("threads") or 1),
+               excerpt=excerpt, shared=files.shared, threads=_threads(data.get("threads")),
                gpu_slot=data.get("gpu_slot"),
                inference=tuple(map(dt.datetime.fromisoformat, inference)) if inference else None)
 
