@@ -211,3 +211,39 @@ def test_the_writer_starts_a_state_only_while_the_runner_is_in_its_model():
     assert written.added == [6, 12, 18, 24, 30] and runner.calls == 2
     # the runner outlives the member in a model process: its own method is back
     assert "predict_step" not in vars(runner)
+
+
+def test_the_writer_encodes_each_state_as_the_runner_gave_it(checkpoint, tmp_path, monkeypatch):
+    """The runner's arrays reach the writer uncopied (on a CPU device, views of each step's
+    output tensor); encoded a step or two later, each must still hold its own step."""
+    import torch
+
+    from ensflow.science import input_state
+
+    settings = settings_for(checkpoint, tmp_path / "scratch")
+    member = 2
+    pkl = write_input(checkpoint, tmp_path / "in.pkl", member)
+    seen: dict[int, dict[str, np.ndarray]] = {}
+    add = forecast.MemberWriter.add
+
+    def add_later(self, step, fields):  # a slow writer: the runner goes on ahead
+        time.sleep(0.005)
+        seen[step] = {k: np.array(v) for k, v in fields.items()}
+        add(self, step, fields)
+
+    monkeypatch.setattr(forecast.MemberWriter, "add", add_later)
+    forecast.run_member(settings, member, pkl, outputs_in(tmp_path / "out"))
+
+    runner = forecast.new_runner(settings, member)  # the same member again, copied as it comes
+    torch.manual_seed(forecast.member_seed(settings, member))
+    want = {}
+    for out in runner.run(input_states=input_state.load(str(pkl), checkpoint, "member 002"),
+                          lead_time=792):
+        step = round((out["date"] - CYCLE) / dt.timedelta(hours=1))
+        want[step] = {k: np.array(out["fields"][k]) for k in seen[6]}
+    assert sorted(seen) == sorted(want) == list(range(6, 793, 6))
+    for step, fields in want.items():
+        for name, values in fields.items():
+            np.testing.assert_array_equal(seen[step][name], values, err_msg=f"{name} at {step} h")
+    # steps differ, so another step's values in a state's place would have shown
+    assert not np.array_equal(want[6]["2t"], want[12]["2t"])

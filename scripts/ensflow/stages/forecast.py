@@ -236,8 +236,6 @@ def forecast_member(runner: Any, settings: Settings, member: int, input_pkl: str
 
     writer = WriterThread(MemberWriter(settings, info, member, outputs, quest_out),
                           fc.writer_queue)
-    # On a CPU device the runner's arrays are views of tensors it goes on using.
-    own = fc.device == "cpu"
     nsteps = fc.lead_time // info.timestep_hours
     started = t_step = time.perf_counter()
     inference_started = dt.datetime.now()
@@ -246,7 +244,10 @@ def forecast_member(runner: Any, settings: Settings, member: int, input_pkl: str
             for i, out in enumerate(runner.run(input_states=state, lead_time=fc.lead_time), 1):
                 writer.runner_busy()
                 step = round((out["date"] - base) / dt.timedelta(hours=1))
-                fields = {k: np.array(v) if own else v for k, v in out["fields"].items()}
+                # The runner refills this dict at its next step, but never writes an array
+                # it has yielded: each is its own copy off a GPU, or on a CPU a view of that
+                # step's output tensor, which the next model call does not reuse.
+                fields = dict(out["fields"])
                 writer.put(step, fields)
                 now = time.perf_counter()
                 log.info("%s: step %3d h (%d/%d) %.2fs, ETA %.0fs", what, step, i, nsteps,
