@@ -1,7 +1,10 @@
-# IFS-ENS cGAN inputs: index -> batches (forks) -> one atomic publish -> NetCDF.
+# IFS-ENS cGAN inputs: index + store setup -> batches (forks) -> one atomic publish -> NetCDF.
 
 
-rule cgan_index:
+# One job: every batch needs every step's index and the store set up, and a step's index is
+# one small GET. The storage clients retry transient errors; a job retry would only repeat
+# a permanent one (a server that ignores byte ranges, a message missing from an index).
+rule cgan_setup:
     input:
         unpack(
             lambda wc: (
@@ -12,22 +15,7 @@ rule cgan_index:
         ),
         unpack(preflight_gate("cgan")),
     output:
-        index=CGAN_INDEX,
-    log:
-        **job_log("cgan_index", "step"),
-    retries: 2
-    conda:
-        "../envs/cpu.yaml"
-    params:
-        settings=settings_for("cgan_index"),
-    script:
-        "../scripts/cgan_index.py"
-
-
-rule cgan_setup:
-    input:
-        index=expand(CGAN_INDEX, cycle="{cycle}", step=CGAN_STEPS[0]),
-    output:
+        indices=expand(CGAN_INDEX, cycle="{cycle}", step=CGAN_STEPS),
         record=CGAN_SETUP,
     log:
         **job_log("cgan_setup"),

@@ -384,7 +384,7 @@ SETTING_CHANGES = [
      {"quest_publish", "demo_climatology", "quest_climatology", "quest_products", "quest_maps"}),
     ({"checkpoint": "demo/checkpoint/other.ckpt"}, None,
      {"demo_checkpoint", "checkpoint_record", "demo_mirror", "preflight", "prepare_input",
-      "fetch_input", "forecast", "upload", "cgan_index", "cgan_setup", "cgan_batch",
+      "fetch_input", "forecast", "upload", "cgan_setup", "cgan_batch",
       "cgan_publish", "cgan_netcdf"} | QUEST_AFTER_FORECAST),
 ]
 
@@ -426,9 +426,10 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path, profile):
         counts[j["rule"]] = counts.get(j["rule"], 0) + 1
     assert counts == {"preflight": 2, "checkpoint_record": 1, "prepare_input": 50, "fetch_input": 50,
                       "forecast": 50, "upload": 50, "all": 1,
-                      # cGAN: 9 step indices (36..60 h: totals since step 0 need no
-                      # earlier step), 51 members in batches of 6
-                      "cgan_index": 9, "cgan_setup": 1, "cgan_batch": 9, "cgan_publish": 1,
+                      # cGAN: one job reads the 9 step indices (36..60 h: totals since
+                      # step 0 need no earlier step) and sets the store up; 51 members in
+                      # batches of 6
+                      "cgan_setup": 1, "cgan_batch": 9, "cgan_publish": 1,
                       "cgan_netcdf": 1,
                       # quest: a fork per member, one publish, products and maps
                       # and the quest's climatology files for the cycle's two weeks
@@ -459,8 +460,11 @@ def test_operational_dry_run_needs_no_network_or_credentials(tmp_path, profile):
                 ("cgan_netcdf", None), ("quest_products", None), ("quest_maps", None),
                 ("preflight", None)}  # re-checked when its params change (preflight_gate)
         elif j["rule"] == "cgan_batch":
-            assert parents(j) == {("cgan_index", None), ("cgan_setup", None)}
+            assert parents(j) == {("cgan_setup", None)}
             assert len(j["input"]) == 10  # 9 step indices + setup
+        elif j["rule"] == "cgan_setup":
+            assert parents(j) == {("preflight", None)}
+            assert len(j["output"]) == 10  # 9 step indices + the setup record
         elif j["rule"] == "cgan_publish":
             assert {p for p, _ in parents(j)} == {"cgan_batch", "cgan_setup"}
             assert len(j["input"]) == 10

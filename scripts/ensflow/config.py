@@ -239,7 +239,6 @@ JOB_SETTINGS: dict[str, tuple[str, ...]] = {
     "forecast": (*_FORECAST_OUTPUT, "scratch", "forecast.gpus", "forecast.members_per_gpu",
                  "forecast.worker", "forecast.worker_idle_seconds", "forecast.writer_queue"),
     "upload": (*_FORECAST_OUTPUT, "bucket", "synthetic", *STORAGE_SETTINGS),
-    "cgan_index": (*_CGAN_PLAN, *STORAGE_SETTINGS),
     "cgan_setup": _CGAN_STORE,
     "cgan_batch": _CGAN_STORE,
     "cgan_publish": _CGAN_STORE,

@@ -18,7 +18,7 @@ RULE_COLOURS = {
     "forecast": "#1f5fbf", "fetch_input": "#2ca02c", "prepare_input": "#8fbf3f",
     "upload": "#ff7f0e", "preflight": "#7f7f7f", "checkpoint_record": "#bcbd22",
     "demo_mirror": "#c7c7c7", "demo_checkpoint": "#c7c7c7", "cgan_batch": "#9467bd",
-    "cgan_setup": "#c5b0d5", "cgan_index": "#c5b0d5", "cgan_publish": "#6b3fa0",
+    "cgan_setup": "#c5b0d5", "cgan_publish": "#6b3fa0",
     "cgan_netcdf": "#e377c2", "quest_member_fields": "#17becf", "quest_member": "#17becf",
     "quest_setup": "#9edae5", "quest_publish": "#0f7f8f", "quest_products": "#d62728",
     "quest_maps": "#ff9896", "quest_climatology": "#8c564b", "demo_climatology": "#c49c94",

@@ -1,6 +1,7 @@
 """Stage: IFS-ENS inputs for the cGAN precipitation downscaling model (East Africa).
 
-index  → the byte ranges of the wanted messages, from ECMWF's `.index` files
+setup  → the byte ranges of the wanted messages, from ECMWF's `.index` files; the run
+         branch of the store, grown for the cycle
 batch  → range fetch, whole-message checks, gribberish decode in worker processes, region
          cut by index slices from the GRIB header, deaccumulation, a fork of the store
 publish→ one atomic commit of the cycle (ensemble_store)
@@ -15,7 +16,7 @@ import logging
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -236,9 +237,18 @@ def store_from(settings: Settings) -> Any:
     return ensemble_store.open_repo(c.store, storage)
 
 
-def setup(settings: Settings, index_file: str | Path, out: str | Path) -> None:
+def setup(settings: Settings, index_files: list[str | Path], out: str | Path) -> None:
+    """Every step's index (`index_files` in the plan's step order, fetched side by side),
+    then the run branch with arrays grown for the cycle, placed by the first message's
+    coordinates."""
     plan = plan_from(settings)
-    idx = receipts.read(index_file)
+    steps = plan.all_steps
+    if len(index_files) != len(steps):
+        raise ValueError(f"{len(index_files)} index files for {len(steps)} steps")
+    with ThreadPoolExecutor(max_workers=min(8, len(steps))) as pool:
+        list(pool.map(lambda step_out: select_step(settings, *step_out), zip(steps, index_files,
+                                                                            strict=True)))
+    idx = receipts.read(index_files[0])
     obj = idx["objects"][0]
     first = obj["messages"][0]
     buf = Storage.from_settings(settings).read_ranges(
