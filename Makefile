@@ -3,7 +3,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.ensflow-installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean-demo chromium
+.PHONY: demo test lint bench clean-demo chromium nginx
 
 $(STAMP): pyproject.toml envs/bootstrap.sh
 	bash envs/bootstrap.sh $(VENV) inference,cluster,dev
@@ -22,17 +22,23 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+## Debian's nginx: bench_cgan serves its open-data mirror with it (anonymous S3-style GETs).
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile rules/
 	$(BIN)/snakemake --lint -n
 
-bench: $(STAMP)
+bench: $(STAMP) nginx
 	$(BIN)/python bench/bench_grib_write.py
 	$(BIN)/python bench/bench_member_chain.py
 	$(BIN)/python bench/bench_purge.py
 	$(BIN)/python bench/bench_prepare_input.py
 	$(BIN)/python bench/bench_quest.py
+	$(BIN)/python bench/bench_cgan.py
 	$(BIN)/python bench/bench_gpu_paced.py
 
 clean-demo:

@@ -126,6 +126,10 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--server", choices=["nginx", "moto"], default="nginx")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--decode-workers", type=int, default=1,
+                        help="cgan.decode_workers: cores per batch job. 1 runs a batch per core "
+                             "side by side, as config/operational.yaml's 2 does on the gpu "
+                             "profile's 8 cores; the cores' count runs one batch at a time")
     args = parser.parse_args()
     import boto3
     import yaml
@@ -160,7 +164,7 @@ def main() -> None:
         overrides = {"synthetic": False, "quest": {"enabled": False},
                      "opendata": {"root": f"s3://{bucket}", "endpoint_url": endpoint},
                      "cgan": {"store": "file://stores/cgan.icechunk", "members": "0-50",
-                              "members_per_batch": 6, "decode_workers": os.cpu_count() or 2}}
+                              "members_per_batch": 6, "decode_workers": args.decode_workers}}
         plan = plan_from(load(REPO / "config/config.yaml", overrides))
         print(f"making the mirror: {len(plan.members)} members x {len(plan.variables)} variables "
               f"x {len(plan.steps)} steps (+ step {plan.previous_step} for accumulations)", flush=True)
@@ -192,8 +196,8 @@ def main() -> None:
                   f"single-core gribberish decode + cut)); ratio {walls[-1] / limits[-1]:.3f}; "
                   f"batch jobs {batch_walls[-1]:.1f}s", flush=True)
         ratios = [w / lim for w, lim in zip(walls, limits, strict=True)]
-        print(f"\nensflow cgan (Snakemake, {cores} cores, {args.server}), {args.runs} run(s): "
-              f"{count} messages")
+        print(f"\nensflow cgan (Snakemake, {cores} cores, {args.server}, decode_workers "
+              f"{args.decode_workers}), {args.runs} run(s): {count} messages")
         print(f"  end to end          : {spread(walls)} s")
         print(f"  decode-bound limit  : {spread(limits)} s")
         print(f"  end to end / limit  : {spread(ratios)}")
