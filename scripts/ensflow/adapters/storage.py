@@ -85,7 +85,36 @@ def crc32c_bytes(data: bytes | bytearray | memoryview) -> str:
     return crc32c_text(google_crc32c.Checksum(bytes(data)))
 
 
+# A file's crc32c kept with its bytes, in an extended attribute, as a bucket keeps an
+# object's: set by whoever wrote the file and computed it in that pass (a forecast window,
+# a file:// bucket's copy), so an upload or a stat need not read ~1 GB again. It holds only
+# while the file's inode, size and mtime are those it names.
+_CRC32C_ATTR = "user.ensflow.crc32c"
+
+
+def _identity(st: os.stat_result) -> str:
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def remember_crc32c(path: str | Path, crc32c: str) -> None:
+    """Keep `path`'s crc32c, computed while writing it (best effort: without user xattrs the
+    next reader computes it)."""
+    with contextlib.suppress(OSError):
+        os.setxattr(path, _CRC32C_ATTR, f"{_identity(os.stat(path))}:{crc32c}".encode())
+
+
+def remembered_crc32c(path: str | Path) -> str | None:
+    try:
+        identity, _, crc = os.getxattr(path, _CRC32C_ATTR).decode().rpartition(":")
+        current = _identity(os.stat(path))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return crc if identity == current else None
+
+
 def crc32c_file(path: str | Path) -> str:
+    if (known := remembered_crc32c(path)) is not None:
+        return known
     checksum = google_crc32c.Checksum()
     with open(path, "rb") as f:
         while chunk := f.read(8 * MiB):
@@ -105,6 +134,12 @@ def split_url(url: str) -> tuple[str, str, str]:
         return scheme, "", rest
     bucket, _, key = rest.partition("/")
     return scheme, bucket, key
+
+
+def absolute_url(url: str) -> str:
+    """A relative file:// URL made absolute (for another process, maybe elsewhere)."""
+    scheme, _, key = split_url(url)
+    return f"file://{Path(key).resolve()}" if scheme == "file" else url
 
 
 @contextlib.contextmanager
@@ -330,6 +365,8 @@ class Storage:
             got_size, got_crc = backend.put_file(local, key, crc)
         if got_size != size:
             raise StorageError(f"{url}: {got_size} bytes after upload, local {local} has {size}")
+        if got_crc is not None and got_crc != crc:
+            raise StorageError(f"{url}: crc32c after upload is {got_crc}, local {local} has {crc}")
         return Transfer(ObjectInfo(url, got_size, got_crc or crc), False,
                         time.perf_counter() - started)
 
@@ -426,6 +463,7 @@ class FileBackend:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dst)
+        remember_crc32c(dst, crc32c_text(checksum))  # what a bucket's object metadata says
         return dst.stat().st_size, crc32c_text(checksum)
 
     def list(self, prefix: str) -> list[tuple[str, int]]:
