@@ -5,11 +5,13 @@ GRIB encoding runs beside the runner through a bounded queue."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import multiprocessing
 import threading
 import time
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import pytest
 
@@ -34,6 +36,7 @@ def checkpoint(tmp_path_factory):
 def settings_for(checkpoint, scratch: Path, **forecast_overrides):
     return load(REPO / "config" / "config.yaml", {
         "checkpoint": checkpoint.path, "scratch": str(scratch),
+        "bucket": f"file://{scratch.parent / 'bucket'}",
         "forecast": {"lead_time": 792, "hours_per_file": 72, "worker_idle_seconds": 20,
                      **forecast_overrides}})
 
@@ -247,3 +250,66 @@ def test_the_writer_encodes_each_state_as_the_runner_gave_it(checkpoint, tmp_pat
             np.testing.assert_array_equal(seen[step][name], values, err_msg=f"{name} at {step} h")
     # steps differ, so another step's values in a state's place would have shown
     assert not np.array_equal(want[6]["2t"], want[12]["2t"])
+
+
+def test_windows_reach_the_bucket_during_the_forecast_and_the_upload_job_only_checks_them(
+        checkpoint, tmp_path):
+    """`forecast.upload_ahead`: each window is sent once written, with the crc32c computed as
+    it was written; the upload job finds every object there and sends nothing again."""
+    from ensflow.adapters import storage as st
+    from ensflow.layout import forecast_object
+    from ensflow.stages.upload import upload_member
+
+    settings = settings_for(checkpoint, tmp_path / "scratch")
+    pkl = write_input(checkpoint, tmp_path / "in/3.pkl", 3)
+    out = tmp_path / "o3"
+    sent_at: dict[str, float] = {}
+    put_file = st.Storage.put_file
+
+    def timed_put(self, local, url):
+        sent_at[Path(local).name] = time.monotonic()
+        return put_file(self, local, url)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(st.Storage, "put_file", timed_put)
+        forecast.run_member(settings, 3, pkl, outputs_in(out), None)
+    ended = time.monotonic()
+    windows = outputs_in(out)
+    assert sorted(sent_at) == sorted(p.name for p in windows)
+    assert sent_at[windows[0].name] < sent_at[windows[-1].name] - 0.2 < ended  # not all at the end
+    for window in windows:
+        obj = tmp_path / "bucket" / settings.cycle / "forecasts" / window.name
+        assert obj.read_bytes() == window.read_bytes()
+        computed = st.crc32c_text(google_crc32c.Checksum(window.read_bytes()))
+        assert st.remembered_crc32c(window) == computed  # kept while it was written
+        assert st.Storage().stat(forecast_object(settings.bucket, settings.cycle,
+                                                 window.name)).crc32c == computed
+    receipt = tmp_path / "receipt.json"
+    upload_member(settings, 3, windows, receipt)
+    objects = json.loads(receipt.read_text())["objects"]
+    assert len(objects) == 11 and all(o["skipped"] for o in objects)
+
+
+def test_a_window_that_could_not_be_sent_ahead_is_left_to_the_upload_job(checkpoint, tmp_path,
+                                                                          caplog):
+    from ensflow.stages.upload import upload_member
+
+    (tmp_path / "not-a-directory").write_text("")
+    broken = load(REPO / "config" / "config.yaml", {
+        "checkpoint": checkpoint.path, "scratch": str(tmp_path / "scratch"),
+        "bucket": f"file://{tmp_path / 'not-a-directory' / 'bucket'}",
+        "forecast": {"lead_time": 792, "hours_per_file": 72}})
+    pkl = write_input(checkpoint, tmp_path / "in/4.pkl", 4)
+    windows = outputs_in(tmp_path / "o4")
+    with caplog.at_level("INFO"):
+        forecast.run_member(broken, 4, pkl, windows, None)  # the member itself is fine
+    failed = [r.getMessage() for r in caplog.records if "ahead failed" in r.getMessage()]
+    assert len(failed) == 11 and failed[0].startswith(f"member 004: sending {windows[0].name}")
+    assert f"left to the upload job: {windows[0].name}" in caplog.text
+    settings = settings_for(checkpoint, tmp_path / "scratch")
+    upload_member(settings, 4, windows, tmp_path / "receipt.json")
+    objects = json.loads((tmp_path / "receipt.json").read_text())["objects"]
+    assert len(objects) == 11 and not any(o["skipped"] for o in objects)
+    for window in windows:
+        obj = tmp_path / "bucket" / settings.cycle / "forecasts" / window.name
+        assert obj.read_bytes() == window.read_bytes()

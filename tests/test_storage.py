@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import boto3
@@ -52,6 +53,33 @@ def test_file_bucket_round_trip(tmp_path):
     assert [o.size for o in storage.list_prefix(f"file://{tmp_path}/bucket/x")] == [100_000]
     storage.delete(url)
     assert storage.stat(url) is None
+
+
+def test_a_remembered_checksum_holds_only_for_the_bytes_it_was_made_from(tmp_path):
+    """The crc32c kept with a file (by its writer, or a file:// bucket's copy) saves a read;
+    once the file changes it is computed again, and an upload compares it with the copy's."""
+    from ensflow.adapters.storage import crc32c_file, remember_crc32c, remembered_crc32c
+
+    src = tmp_path / "w.grib"
+    src.write_bytes(b"a" * 1000)
+    remember_crc32c(src, crc(b"a" * 1000))
+    assert remembered_crc32c(src) == crc32c_file(src) == crc(b"a" * 1000)
+    time.sleep(0.02)
+    src.write_bytes(b"b" * 1000)  # same size, same inode, later mtime
+    assert remembered_crc32c(src) is None and crc32c_file(src) == crc(b"b" * 1000)
+
+    storage = Storage()
+    url = f"file://{tmp_path}/bucket/w.grib"
+    storage.put_file(src, url)
+    obj = tmp_path / "bucket/w.grib"
+    assert remembered_crc32c(obj) == crc(b"b" * 1000)  # as a bucket's object metadata
+    time.sleep(0.02)
+    obj.write_bytes(b"c" * 1000)  # changed in the bucket: not skipped
+    assert not storage.put_file(src, url).skipped and obj.read_bytes() == b"b" * 1000
+
+    remember_crc32c(src, crc(b"z" * 1000))  # a wrong checksum kept with the file is caught
+    with pytest.raises(StorageError, match="crc32c after upload"):
+        storage.put_file(src, f"file://{tmp_path}/bucket/other.grib")
 
 
 def test_file_bucket_relative_paths(tmp_path, monkeypatch):

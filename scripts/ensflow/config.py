@@ -84,6 +84,7 @@ class ForecastSettings:
     worker: bool
     worker_idle_seconds: float
     writer_queue: int
+    upload_ahead: bool
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,9 @@ JOB_SETTINGS: dict[str, tuple[str, ...]] = {
                       *STORAGE_SETTINGS),
     "fetch_input": ("cycle", "checkpoint", "scratch", "window", *STORAGE_SETTINGS),
     "forecast": (*_FORECAST_OUTPUT, "scratch", "forecast.gpus", "forecast.members_per_gpu",
-                 "forecast.worker", "forecast.worker_idle_seconds", "forecast.writer_queue"),
+                 "forecast.worker", "forecast.worker_idle_seconds", "forecast.writer_queue",
+                 # windows sent as they are done (the upload job then only checks them)
+                 "forecast.upload_ahead", "bucket", *STORAGE_SETTINGS),
     "upload": (*_FORECAST_OUTPUT, "bucket", "synthetic", *STORAGE_SETTINGS),
     "cgan_setup": _CGAN_STORE,
     "cgan_batch": _CGAN_STORE,

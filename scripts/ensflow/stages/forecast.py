@@ -14,13 +14,14 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import google_crc32c
 import numpy as np
 
-from ensflow.adapters import checkpoint_info
+from ensflow.adapters import checkpoint_info, storage
 from ensflow.adapters.devices import Slot
 from ensflow.adapters.grib_encode import ENSEMBLE_SIZE, GribEncoder
 from ensflow.config import Settings
@@ -29,6 +30,7 @@ from ensflow.errors import ForecastError
 from ensflow.layout import Layout, forecast_windows
 from ensflow.ops import model_process
 from ensflow.science import input_state, quest
+from ensflow.stages.upload import UploadAhead, upload_ahead
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ class MemberWriter:
     """What one member's states become: GRIB windows in order, and the quest's 1.5° fields."""
 
     def __init__(self, settings: Settings, info: checkpoint_info.CheckpointInfo, member: int,
-                 outputs: list[str | Path], quest_out: str | Path | None) -> None:
+                 outputs: list[str | Path], quest_out: str | Path | None,
+                 window_done: Callable[[Path], None] | None = None) -> None:
         fc = settings.forecast
         self.windows = forecast_windows(fc.lead_time, fc.hours_per_file)
         if len(outputs) != len(self.windows):
@@ -60,17 +63,17 @@ class MemberWriter:
             q = settings.quest
             self.regridder = quest.InForecastRegridder(
                 [quest.VARIABLES[v] for v in q.variables], q.methods)
-        self.current: BinaryIO | None = None
+        self.window_done = window_done
+        self.current: WindowFile | None = None
         self.window_index = -1
         self.fields_written = 0
 
     def add(self, step: int, fields: dict[str, Any]) -> None:
         target = next(k for k, (a, b) in enumerate(self.windows) if a < step <= b)
         if target != self.window_index:
-            if self.current:
-                self.current.close()
+            self._close_window(complete=True)
             self.window_index = target
-            self.current = open(self.outputs[target], "wb")  # noqa: SIM115 (one per window)
+            self.current = WindowFile(self.outputs[target])
         encoded: dict[str, np.ndarray] = {}
         for name, values in fields.items():
             spec = self.specs.get(name)
@@ -89,22 +92,49 @@ class MemberWriter:
         if self.regridder is not None and self.regridder.wants(step):
             self.regridder.add(self.encoder, self.specs, step, encoded)
 
+    def _close_window(self, complete: bool) -> None:
+        if self.current is None:
+            return
+        window, self.current = self.current, None
+        window.close()
+        if complete and self.window_done is not None:
+            self.window_done(window.path)
+
     def close(self) -> None:
-        if self.current:
-            self.current.close()
-            self.current = None
+        """Files closed, also after an error (a window left open is not handed on)."""
+        self._close_window(complete=False)
         self.encoder.close()
 
     def finish(self) -> None:
         """After the last state: every window written, the quest fields saved."""
-        self.close()
         if self.window_index != len(self.windows) - 1:
+            self.close()
             raise ForecastError(f"{self.what}: runner stopped before "
                                 f"{self.settings.forecast.lead_time} h")
+        self._close_window(complete=True)
+        self.close()
         if self.regridder is not None and self.quest_out is not None:
             self.regridder.save(self.quest_out, self.settings.cycle, self.member)
             log.info("%s: quest fields at %d steps on the 1.5° grid -> %s", self.what,
                      len(self.regridder.steps), self.quest_out)
+
+
+class WindowFile:
+    """A GRIB window being written, and the crc32c of its bytes computed as they go: kept
+    with the file (storage.remember_crc32c), so its upload does not read ~1.2 GB again."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.file: BinaryIO = open(self.path, "wb")  # noqa: SIM115 (closed in close())
+        self.checksum = google_crc32c.Checksum()
+
+    def write(self, data: bytes) -> int:
+        self.checksum.update(data)
+        return self.file.write(data)
+
+    def close(self) -> None:
+        self.file.close()
+        storage.remember_crc32c(self.path, storage.crc32c_text(self.checksum))
 
 
 _DONE = object()
@@ -234,38 +264,47 @@ def forecast_member(runner: Any, settings: Settings, member: int, input_pkl: str
     torch.manual_seed(member_seed(settings, member))
     runner.reference_date = None  # taken from the first input state a runner sees
 
-    writer = WriterThread(MemberWriter(settings, info, member, outputs, quest_out),
-                          fc.writer_queue)
+    ahead = UploadAhead(settings, member) if upload_ahead(settings) else None
+    writer = WriterThread(MemberWriter(settings, info, member, outputs, quest_out,
+                                       ahead.send if ahead else None), fc.writer_queue)
     nsteps = fc.lead_time // info.timestep_hours
     started = t_step = time.perf_counter()
     inference_started = dt.datetime.now()
     try:
-        with gate_on_model_calls(runner, writer):
-            for i, out in enumerate(runner.run(input_states=state, lead_time=fc.lead_time), 1):
-                writer.runner_busy()
-                step = round((out["date"] - base) / dt.timedelta(hours=1))
-                # The runner refills this dict at its next step, but never writes an array
-                # it has yielded: each is its own copy off a GPU, or on a CPU a view of that
-                # step's output tensor, which the next model call does not reuse.
-                fields = dict(out["fields"])
-                writer.put(step, fields)
-                now = time.perf_counter()
-                log.info("%s: step %3d h (%d/%d) %.2fs, ETA %.0fs", what, step, i, nsteps,
-                         now - t_step, (now - started) / i * (nsteps - i))
-                t_step = now
-        inference_ended = dt.datetime.now()
-    finally:
         try:
-            writer.join()
+            with gate_on_model_calls(runner, writer):
+                for i, out in enumerate(runner.run(input_states=state,
+                                                   lead_time=fc.lead_time), 1):
+                    writer.runner_busy()
+                    step = round((out["date"] - base) / dt.timedelta(hours=1))
+                    # The runner refills this dict at its next step, but never writes an
+                    # array it has yielded: each is its own copy off a GPU, or on a CPU a
+                    # view of that step's output tensor, which the next model call does
+                    # not reuse.
+                    fields = dict(out["fields"])
+                    writer.put(step, fields)
+                    now = time.perf_counter()
+                    log.info("%s: step %3d h (%d/%d) %.2fs, ETA %.0fs", what, step, i, nsteps,
+                             now - t_step, (now - started) / i * (nsteps - i))
+                    t_step = now
+            inference_ended = dt.datetime.now()
         finally:
-            writer.writer.close()
-    writer.writer.finish()
+            writer.join()  # the writer catches up (or says why it stopped)
+        writer.writer.finish()
+        after = (dt.datetime.now() - inference_ended).total_seconds()
+        sent = ahead.finish() if ahead else None
+    except BaseException:
+        writer.writer.close()
+        if ahead:
+            ahead.abandon()
+        raise
     elapsed = time.perf_counter() - started
     fields_written = writer.writer.fields_written
     log.info("%s: %d fields in %d files, %.1fs (%.0f fields/s); writer busy %.1fs beside "
              "the runner, %.1fs after it", what, fields_written, len(outputs), elapsed,
-             fields_written / elapsed, writer.busy_s,
-             (dt.datetime.now() - inference_ended).total_seconds())
+             fields_written / elapsed, writer.busy_s, after)
+    if sent:
+        log.info("%s: %s", what, sent)
     return {"fields": fields_written, "seconds": elapsed, "seed": member_seed(settings, member),
             "inference": [inference_started.isoformat(timespec="milliseconds"),
                           inference_ended.isoformat(timespec="milliseconds")]}
@@ -305,7 +344,10 @@ def run_on_worker(settings: Settings, slot: Slot, member: int, input_pkl: str | 
                                  st.st_size, st.st_mtime_ns, fc.device, fc.precision,
                                  fc.num_chunks)
     what = f"member {member_id(member)}"
-    payload = {"what": what, "member": member, "config": settings.config, "threads": threads,
+    config = dict(settings.config)
+    if settings.handed("bucket"):  # the process may have been started from another directory
+        config["bucket"] = storage.absolute_url(settings.bucket)
+    payload = {"what": what, "member": member, "config": config, "threads": threads,
                "input": str(Path(input_pkl).resolve()),
                "outputs": [str(Path(p).resolve()) for p in outputs],
                "quest_out": str(Path(quest_out).resolve()) if quest_out else None}
