@@ -106,13 +106,14 @@ class MemberWriter:
         self.encoder.close()
 
     def finish(self) -> None:
-        """After the last state: every window written, the quest fields saved."""
+        """After the last state: every window written, the quest fields saved.
+
+        The last window is not handed on: its upload is the upload job's, beside the next
+        member's inference, so the GPU does not wait for it."""
+        self.close()
         if self.window_index != len(self.windows) - 1:
-            self.close()
             raise ForecastError(f"{self.what}: runner stopped before "
                                 f"{self.settings.forecast.lead_time} h")
-        self._close_window(complete=True)
-        self.close()
         if self.regridder is not None and self.quest_out is not None:
             self.regridder.save(self.quest_out, self.settings.cycle, self.member)
             log.info("%s: quest fields at %d steps on the 1.5° grid -> %s", self.what,

@@ -30,7 +30,8 @@ class UploadAhead:
     """A member's finished GRIB windows sent to the bucket while its runner goes on.
 
     The upload job then finds each object there with the window's size and crc32c and
-    skips it, so after the cycle's last step the bucket waits for one window, not eleven.
+    skips it, so after a member's last step only its last window is left to send (by the
+    upload job, beside the next member's inference), not eleven.
     Best effort: a failure is logged and the window left to the upload job and its retries;
     the upload receipt stays the one proof that a member is in the bucket.
     """
@@ -73,7 +74,8 @@ class UploadAhead:
                         else logging.INFO, "%s", message)
 
     def finish(self) -> str:
-        """Wait for the last window; what was sent, for the job's log."""
+        """Wait for a window still on its way (sent a window's steps ago, so rarely); what
+        was sent, for the job's log."""
         t0 = time.perf_counter()
         self.queue.put(None)
         self.thread.join()
