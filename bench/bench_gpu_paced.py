@@ -143,6 +143,11 @@ def main() -> None:
         print(f"runner's own work per step on {args.grid}: {runner_s:.3f}s (median of 7); the "
               f"model sleeps {args.step_seconds - runner_s:.3f}s per step", flush=True)
         ckpt = save_paced_checkpoint(root / "paced.ckpt", args.grid, args.step_seconds - runner_s)
+        # mir's interpolation weights are cached per machine: made here once, not in the
+        # first timed cycle's first input
+        warm = workflow_copy(REPO, root / "warm-up", {**overlay, "members": "1"}, ckpt)
+        snakemake(warm, "-q", "--until", "prepare_input")
+        shutil.rmtree(warm)
         landed = root / "landed-tree"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q",
                         str(landed), args.baseline_rev], check=True)
