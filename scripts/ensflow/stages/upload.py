@@ -62,16 +62,16 @@ class UploadAhead:
                 sent = self.storage.put_file(path, url)
             except Exception as exc:  # the upload job sends it
                 self.failed.append(path.name)
-                message = (f"{self.what}: sending {path.name} ahead failed, the upload job "
-                           f"will: {exc}")
+                level, message = logging.WARNING, (f"{self.what}: sending {path.name} ahead "
+                                                   f"failed, the upload job will: {exc}")
             else:
                 self.sent.append(sent)
-                message = (f"{self.what}: {'found' if sent.skipped else 'sent'} {sent.info.url} "
-                           f"({sent.info.size / 1e6:.1f} MB) ahead of the upload job")
+                level, message = logging.INFO, (
+                    f"{self.what}: {'found' if sent.skipped else 'sent'} {sent.info.url} "
+                    f"({sent.info.size / 1e6:.1f} MB) ahead of the upload job")
             self.busy_s += time.perf_counter() - t0
             with contextlib.suppress(Exception):  # a job gone away stops the runner, not this
-                log.log(logging.WARNING if self.failed and self.failed[-1] == path.name
-                        else logging.INFO, "%s", message)
+                log.log(level, "%s", message)
 
     def finish(self) -> str:
         """Wait for a window still on its way (sent a window's steps ago, so rarely); what
