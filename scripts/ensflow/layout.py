@@ -180,6 +180,8 @@ JOB_FILE_SUFFIXES = (".log", ".tsv", ".json", ".png")
 WINDOW_LOCK = ".window.lock"  # in scratch/<cycle>/: the member window's lock
 MEMBER_CLAIM = ".claim"  # in a member's scratch folder: its slot in the window
 MEMBER_FAILED = ".failed"  # ...: it failed and gave its slot back
+# The extended attribute that keeps a file's crc32c with it (adapters.storage).
+CRC32C_XATTR = "user.ensflow.crc32c"
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import google_crc32c
 
 from ensflow.errors import ObjectNotFoundError, StorageError
-from ensflow.layout import gcs_emulator_account
+from ensflow.layout import CRC32C_XATTR, gcs_emulator_account
 
 if TYPE_CHECKING:
     from ensflow.config import Settings
@@ -88,8 +88,7 @@ def crc32c_bytes(data: bytes | bytearray | memoryview) -> str:
 # A file's crc32c kept with its bytes, in an extended attribute, as a bucket keeps an
 # object's: set by whoever wrote the file and computed it in that pass (a forecast window,
 # a file:// bucket's copy), so an upload or a stat need not read ~1 GB again. It holds only
-# while the file's inode, size and mtime are those it names.
-_CRC32C_ATTR = "user.ensflow.crc32c"
+# while the file's inode, size and mtime are those it names (layout.CRC32C_XATTR).
 
 
 def _identity(st: os.stat_result) -> str:
@@ -100,12 +99,12 @@ def remember_crc32c(path: str | Path, crc32c: str) -> None:
     """Keep `path`'s crc32c, computed while writing it (best effort: without user xattrs the
     next reader computes it)."""
     with contextlib.suppress(OSError):
-        os.setxattr(path, _CRC32C_ATTR, f"{_identity(os.stat(path))}:{crc32c}".encode())
+        os.setxattr(path, CRC32C_XATTR, f"{_identity(os.stat(path))}:{crc32c}".encode())
 
 
 def remembered_crc32c(path: str | Path) -> str | None:
     try:
-        identity, _, crc = os.getxattr(path, _CRC32C_ATTR).decode().rpartition(":")
+        identity, _, crc = os.getxattr(path, CRC32C_XATTR).decode().rpartition(":")
         current = _identity(os.stat(path))
     except (OSError, UnicodeDecodeError):
         return None

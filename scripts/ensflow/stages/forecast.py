@@ -29,8 +29,8 @@ from ensflow.cycle import cycle_datetime, member_id
 from ensflow.errors import ForecastError
 from ensflow.layout import Layout, forecast_windows
 from ensflow.ops import model_process
+from ensflow.ops.upload_ahead import UploadAhead, upload_ahead
 from ensflow.science import input_state, quest
-from ensflow.stages.upload import UploadAhead, upload_ahead
 
 log = logging.getLogger(__name__)
 
