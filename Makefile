@@ -34,6 +34,7 @@ lint: $(STAMP)
 
 bench: $(STAMP) nginx
 	$(BIN)/python bench/bench_grib_write.py
+	$(BIN)/python bench/bench_state_encode.py
 	$(BIN)/python bench/bench_member_chain.py
 	$(BIN)/python bench/bench_purge.py
 	$(BIN)/python bench/bench_prepare_input.py

@@ -79,7 +79,10 @@ class MemberWriter:
             spec = self.specs.get(name)
             if spec is None:
                 continue
-            values = np.asarray(values)
+            # On a CPU device anemoi yields each field as a column of the step's (values,
+            # variables) tensor: one copy here, not a strided walk of the whole state in
+            # each of the encoder's passes (no copy for the contiguous arrays off a GPU).
+            values = np.ascontiguousarray(values)
             if spec.accumulated:  # the model gives per-step amounts; GRIB holds 0-step totals
                 self.totals[name] = self.totals.get(name, 0.0) + values.astype(np.float64)
                 values = self.totals[name]
