@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--grid", default="N320")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--baseline-rev", default=LANDED)
+    ap.add_argument("--skip-baseline", action="store_true",
+                    help="this tree only (no result line: its ratio needs the baseline)")
     args = ap.parse_args()
 
     from gpu_paced_model import check_persistence, runner_step_seconds, save_paced_checkpoint
@@ -149,11 +151,14 @@ def main() -> None:
         snakemake(warm, "-q", "--until", "prepare_input")
         shutil.rmtree(warm)
         landed = root / "landed-tree"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q",
-                        str(landed), args.baseline_rev], check=True)
+        designs = [("ensflow", REPO)]
+        if not args.skip_baseline:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q",
+                            str(landed), args.baseline_rev], check=True)
+            designs.append(("landed", landed))
         try:
             for run in range(args.runs):
-                for name, source in (("ensflow", REPO), ("landed", landed)):
+                for name, source in designs:
                     wall, fraction = one_cycle(source, root / f"{name}-{run}", overlay, ckpt)
                     walls[name].append(wall)
                     if name == "ensflow" and fraction is not None:
@@ -161,19 +166,24 @@ def main() -> None:
                     print(f"run {run + 1} {name:8s}: wall {wall:7.1f}s  wall/GPU "
                           f"{wall / pure:.3f}", flush=True)
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                            str(landed)], check=False)
+            if not args.skip_baseline:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
+                                str(landed)], check=False)
     ours = [w / pure for w in walls["ensflow"]]
     base = [w / pure for w in walls["landed"]]
     print(f"GPU-paced cycle: {args.members} members x {steps} steps x {args.step_seconds}s "
           f"on {args.grid} = {pure:.0f}s pure GPU time, {args.runs} run(s) each, 2 cores")
     print(f"  wall / pure GPU time, ensflow       : {spread(ours)}")
-    print(f"  wall / pure GPU time, landed ({args.baseline_rev}): {spread(base)}")
+    if base:
+        print(f"  wall / pure GPU time, landed ({args.baseline_rev}): {spread(base)}")
     if busy:
         print(f"  GPU-busy fraction in the run report : {spread(busy)} "
               f"(1 / ratio = {1 / statistics.median(ours):.3f})")
-    m_ours, m_base = statistics.median(ours), statistics.median(base)
     print(json.dumps({"walls": walls, "pure_gpu_s": pure, "gpu_busy": busy}))
+    if not base:
+        print("no baseline run (--skip-baseline), so no result line")
+        return
+    m_ours, m_base = statistics.median(ours), statistics.median(base)
     print(f"result: wall_over_gpu_time {m_ours:.3f} x baseline {m_base:.3f} "
           f"ratio {m_ours / m_base:.3f}")
 
